@@ -1,0 +1,299 @@
+"""The one causal feature engine shared by backtests, RL envs and live trading.
+
+Every feature at bar t is a function of bars[:t+1] only (and of macro values published
+before t's UTC date): indicators come from TA-Lib (recursive, seeded at the first bar)
+and pandas rolling windows over past bars; nothing is fitted on the whole series. The
+proof is ``tests/test_features.py`` (prefix computation == full computation).
+
+Features (all scale-free, roughly in [-5, 5], finally clipped to [-clip, clip]):
+
+==  ==================  =====================================================================
+ 0  price_norm          (close - rolling mean) / rolling std of close, ``norm_window`` bars
+ 1  returns             log return / rolling std of log returns (``vol_window``, incl. current)
+ 2  volatility          log(rolling std of log returns / its ``vol_long_window`` rolling mean)
+ 3  rsi                 (RSI(14) - 50) / 50
+ 4  macd                MACD(12, 26, 9) histogram / ATR(14)
+ 5  atr                 rolling z-score (``z_window``) of log(ATR(14) / close)
+ 6  bb_width            rolling z-score (``z_window``) of (upper - lower) / middle of BBANDS(20, 2)
+ 7  adx                 ADX(14) / 100
+ 8  cci                 CCI(20) / ``cci_scale``, clipped to +-``cci_clip``
+ 9  gap                 log1p(minutes since previous bar - bar length) / log1p(``gap_scale_minutes``),
+                        clipped to [0, 1]: 0 for contiguous bars, ~1 after a weekend. Gaps are
+                        modelled explicitly, prices are never forward-filled.
+10  regime_trend        1 if ADX >= ``adx_trend`` (25)
+11  regime_range        1 if ADX < ``adx_range`` (20)
+12  regime_transition   1 if ``adx_range`` <= ADX < ``adx_trend``
+13  vix                 (VIX - 20) / 10, previous-day value (see :func:`feeds.macro.macro_asof`)
+14  fed_funds           fed funds rate / 5
+15  yield_curve         10y-2y spread / 2
+==  ==================  =====================================================================
+
+Conventions: rows where an indicator is still undefined (warm-up) get 0.0 for that feature
+(the regime one-hot is all zero there); ``spec.warmup_bars`` rows must be skipped before every
+feature is defined. Macro ``None`` (or a date before the first published value) gives 0.0.
+Divisions by a (near-)zero rolling spread give 0.0, never inf. Volume is always 0 in our
+HistData bars, so no feature uses it; the M1 agent's volume-ratio input uses
+:func:`volume_substitute` (a range-based proxy) instead.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import talib
+
+from feeds.macro import macro_asof
+
+logger = logging.getLogger(__name__)
+
+FEATURE_NAMES: tuple[str, ...] = (
+    "price_norm",
+    "returns",
+    "volatility",
+    "rsi",
+    "macd",
+    "atr",
+    "bb_width",
+    "adx",
+    "cci",
+    "gap",
+    "regime_trend",
+    "regime_range",
+    "regime_transition",
+    "vix",
+    "fed_funds",
+    "yield_curve",
+)
+N_FEATURES = len(FEATURE_NAMES)
+_IDX = {name: i for i, name in enumerate(FEATURE_NAMES)}
+
+_EPS = 1e-12  # spreads below this count as zero (flat market): the ratio is set to 0
+# floor inside logs of ratios that can be exactly 0 (zero-range bars)
+_LOG_FLOOR = 1e-10
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """All windows and scales of the engine; stored in checkpoint manifests so a model is
+    never fed features computed differently from those it was trained on."""
+
+    bar_minutes: int = 1
+    norm_window: int = 100
+    vol_window: int = 20
+    vol_long_window: int = 100
+    z_window: int = 100
+    rsi_period: int = 14
+    macd_fast: int = 12
+    macd_slow: int = 26
+    macd_signal: int = 9
+    atr_period: int = 14
+    bb_period: int = 20
+    bb_nbdev: float = 2.0
+    adx_period: int = 14
+    cci_period: int = 20
+    cci_scale: float = 200.0
+    cci_clip: float = 5.0
+    gap_scale_minutes: float = 2880.0  # two days: a normal weekend maps to ~1
+    adx_trend: float = 25.0
+    adx_range: float = 20.0
+    vix_center: float = 20.0
+    vix_scale: float = 10.0
+    fed_funds_scale: float = 5.0
+    yield_curve_scale: float = 2.0
+    clip: float = 10.0
+    version: int = 1
+
+    def __post_init__(self) -> None:
+        if self.bar_minutes <= 0:
+            raise ValueError(f"bar_minutes must be positive, got {self.bar_minutes}")
+        if not self.adx_range <= self.adx_trend:
+            raise ValueError("adx_range must be <= adx_trend")
+
+    @classmethod
+    def for_timeframe(cls, minutes: int, **overrides: Any) -> FeatureSpec:
+        """Spec for bars of ``minutes`` (1 = M1, 240 = H4); windows stay in bars."""
+        return replace(cls(), bar_minutes=int(minutes), **overrides)
+
+    @property
+    def warmup_bars(self) -> int:
+        """Rows to skip before every feature is defined (= index of the first fully defined row)."""
+        first_valid = (
+            self.norm_window - 1,  # price_norm
+            self.vol_window,  # returns: log returns start at row 1
+            self.vol_window + self.vol_long_window - 1,  # volatility
+            self.rsi_period,  # rsi (TA-Lib lookback)
+            max(
+                self.macd_slow - 1 + self.macd_signal - 1, self.atr_period
+            ),  # macd / ATR
+            self.atr_period + self.z_window - 1,  # atr z-score
+            self.bb_period - 1 + self.z_window - 1,  # bb_width z-score
+            2 * self.adx_period - 1,  # adx, regimes
+            self.cci_period - 1,  # cci
+            1,  # gap
+        )
+        return max(first_valid)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able description for checkpoint manifests (includes the feature names)."""
+        out: dict[str, Any] = asdict(self)
+        out["feature_names"] = list(FEATURE_NAMES)
+        out["warmup_bars"] = self.warmup_bars
+        return out
+
+
+DEFAULT_SPEC = FeatureSpec()
+
+
+def _rolling(x: np.ndarray, window: int, how: str) -> np.ndarray:
+    """Trailing window over past bars only (NaN until the window is full)."""
+    roll = pd.Series(x, copy=False).rolling(window, min_periods=window)
+    return (
+        getattr(roll, how)(ddof=0).to_numpy()
+        if how == "std"
+        else getattr(roll, how)().to_numpy()
+    )
+
+
+def _safe_div(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    """num / den, 0 where |den| is (near) zero, NaN where either input is NaN (warm-up)."""
+    out = np.full(num.shape, np.nan)
+    ok = np.isfinite(num) & np.isfinite(den)
+    nz = ok & (np.abs(den) > _EPS)
+    out[ok] = 0.0
+    np.divide(num, den, out=out, where=nz)
+    return out
+
+
+def _rolling_z(x: np.ndarray, window: int) -> np.ndarray:
+    """Causal z-score against the trailing ``window`` values (current one included)."""
+    return _safe_div(x - _rolling(x, window, "mean"), _rolling(x, window, "std"))
+
+
+def _bar_gap_minutes(index: pd.DatetimeIndex) -> np.ndarray:
+    """Minutes between each bar's open and the previous bar's open (NaN for the first bar)."""
+    idx = pd.DatetimeIndex(index)
+    if idx.tz is not None:
+        idx = idx.tz_convert("UTC").tz_localize(None)
+    times = idx.to_numpy()
+    out = np.full(len(times), np.nan)
+    out[1:] = np.diff(times) / np.timedelta64(1, "m")
+    return out
+
+
+def raw_features(
+    bars: pd.DataFrame, macro: pd.DataFrame | None, spec: FeatureSpec = DEFAULT_SPEC
+) -> np.ndarray:
+    """Float64 (n, 16) features before warm-up filling and clipping (NaN = undefined yet)."""
+    if not isinstance(bars.index, pd.DatetimeIndex):
+        raise TypeError("bars must have a DatetimeIndex of bar open times (UTC)")
+    missing = [c for c in ("open", "high", "low", "close") if c not in bars.columns]
+    if missing:
+        raise KeyError(f"bars lack columns {missing}")
+    n = len(bars)
+    out = np.full((n, N_FEATURES), np.nan)
+    if n == 0:
+        return out
+    high = np.ascontiguousarray(bars["high"].to_numpy(dtype=np.float64))
+    low = np.ascontiguousarray(bars["low"].to_numpy(dtype=np.float64))
+    close = np.ascontiguousarray(bars["close"].to_numpy(dtype=np.float64))
+
+    out[:, _IDX["price_norm"]] = _rolling_z(close, spec.norm_window)
+
+    logret = np.full(n, np.nan)
+    logret[1:] = np.diff(np.log(close))
+    vol = _rolling(logret, spec.vol_window, "std")
+    out[:, _IDX["returns"]] = _safe_div(logret, vol)
+    vol_long = _rolling(vol, spec.vol_long_window, "mean")
+    out[:, _IDX["volatility"]] = np.log((vol + _LOG_FLOOR) / (vol_long + _LOG_FLOOR))
+
+    rsi = talib.RSI(close, timeperiod=spec.rsi_period)
+    out[:, _IDX["rsi"]] = (rsi - 50.0) / 50.0
+
+    atr = talib.ATR(high, low, close, timeperiod=spec.atr_period)
+    _, _, hist = talib.MACD(
+        close,
+        fastperiod=spec.macd_fast,
+        slowperiod=spec.macd_slow,
+        signalperiod=spec.macd_signal,
+    )
+    out[:, _IDX["macd"]] = _safe_div(hist, atr)
+    out[:, _IDX["atr"]] = _rolling_z(
+        np.log(np.maximum(atr / close, _LOG_FLOOR)), spec.z_window
+    )
+
+    upper, middle, lower = talib.BBANDS(
+        close,
+        timeperiod=spec.bb_period,
+        nbdevup=spec.bb_nbdev,
+        nbdevdn=spec.bb_nbdev,
+        matype=0,
+    )
+    out[:, _IDX["bb_width"]] = _rolling_z(
+        _safe_div(upper - lower, middle), spec.z_window
+    )
+
+    adx = talib.ADX(high, low, close, timeperiod=spec.adx_period)
+    out[:, _IDX["adx"]] = adx / 100.0
+    cci = talib.CCI(high, low, close, timeperiod=spec.cci_period)
+    out[:, _IDX["cci"]] = np.clip(cci / spec.cci_scale, -spec.cci_clip, spec.cci_clip)
+
+    excess = np.maximum(_bar_gap_minutes(bars.index) - spec.bar_minutes, 0.0)
+    out[:, _IDX["gap"]] = np.minimum(
+        np.log1p(excess) / np.log1p(spec.gap_scale_minutes), 1.0
+    )
+
+    defined = ~np.isnan(adx)
+    a = np.where(defined, adx, 0.0)
+    trend = defined & (a >= spec.adx_trend)
+    rng = defined & (a < spec.adx_range)
+    out[:, _IDX["regime_trend"]] = trend
+    out[:, _IDX["regime_range"]] = rng
+    out[:, _IDX["regime_transition"]] = defined & ~trend & ~rng
+    out[~defined, _IDX["regime_trend"] : _IDX["regime_transition"] + 1] = np.nan
+
+    if macro is None:
+        out[:, _IDX["vix"] :] = 0.0
+    else:
+        m = macro_asof(bars.index, macro)
+        out[:, _IDX["vix"]] = (m[:, 0] - spec.vix_center) / spec.vix_scale
+        out[:, _IDX["fed_funds"]] = m[:, 1] / spec.fed_funds_scale
+        out[:, _IDX["yield_curve"]] = m[:, 2] / spec.yield_curve_scale
+    return out
+
+
+def compute_features(
+    bars: pd.DataFrame, macro: pd.DataFrame | None, spec: FeatureSpec = DEFAULT_SPEC
+) -> np.ndarray:
+    """Float32 (n, 16) features in :data:`FEATURE_NAMES` order; undefined -> 0, clipped."""
+    raw = raw_features(bars, macro, spec)
+    np.nan_to_num(raw, copy=False, nan=0.0, posinf=spec.clip, neginf=-spec.clip)
+    np.clip(raw, -spec.clip, spec.clip, out=raw)
+    return raw.astype(np.float32)
+
+
+def features_frame(
+    bars: pd.DataFrame, macro: pd.DataFrame | None, spec: FeatureSpec = DEFAULT_SPEC
+) -> pd.DataFrame:
+    """:func:`compute_features` as a DataFrame with FEATURE_NAMES columns and the bars' index."""
+    return pd.DataFrame(
+        compute_features(bars, macro, spec),
+        index=bars.index,
+        columns=list(FEATURE_NAMES),
+    )
+
+
+def volume_substitute(bars: pd.DataFrame, window: int = 20) -> pd.Series:
+    """Range-based stand-in for a volume ratio (our data has no volume).
+
+    (high - low) / trailing ``window``-bar mean of (high - low), current bar included; 1.0 when
+    the whole window has zero range (nothing unusual), NaN during the first ``window - 1`` bars.
+    """
+    rng = (bars["high"] - bars["low"]).to_numpy(dtype=np.float64)
+    mean = _rolling(rng, window, "mean")
+    ratio = np.where(np.isnan(mean), np.nan, 1.0)
+    np.divide(rng, mean, out=ratio, where=np.isfinite(mean) & (mean > _EPS))
+    return pd.Series(ratio, index=bars.index, name="volume_substitute")

@@ -1,0 +1,75 @@
+"""M1 -> M5 / M30 / H4 bars and the ONE rule for when a higher-timeframe bar is complete.
+
+A higher-timeframe (HTF) bar covers the bin ``[start, start + tf)`` of UTC minutes, bins aligned to
+00:00 UTC plus ``offset_minutes`` (e.g. a broker's server time). It is complete at the M1 bar whose
+close time (open + 1 min) reaches the bin end: at the bin's last minute when that minute has a bar,
+otherwise at the first M1 bar after the bin (a data hole delays it; nothing is forward-filled).
+``is_complete`` is that rule; the vectorised ``htf_bars`` / ``completed_index`` apply it for the
+backtest, the envs and live, so all three see the same bars at the same M1 bar.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+
+log = logging.getLogger(__name__)
+
+TIMEFRAMES = {"M1": 1, "M5": 5, "M30": 30, "H1": 60, "H4": 240, "D1": 1440}
+
+
+def is_complete(bin_end_minute: int, m1_open_minute: int) -> bool:
+    """True once the M1 bar opening at ``m1_open_minute`` has closed at or after the bin end."""
+    return m1_open_minute + 1 >= bin_end_minute
+
+
+def index_minutes(index: pd.DatetimeIndex) -> np.ndarray:
+    """Minutes since the epoch of a tz-aware UTC index (int64)."""
+    if index.tz is None:
+        raise ValueError("bar index must be tz-aware UTC")
+    return index.as_unit("ns").asi8 // 60_000_000_000
+
+
+def htf_bars(m1: pd.DataFrame, tf_minutes: int, offset_minutes: int = 0) -> pd.DataFrame:
+    """Aggregate M1 bid bars into complete higher-timeframe bars.
+
+    Returns OHLCV indexed by bin open time (UTC) with an int column ``complete_at``: the position of
+    the M1 bar at which the bar becomes complete. Bins that never complete inside the data (the last
+    one, usually) are dropped. If two bins complete at the same M1 bar (only possible around data
+    holes) only the later is kept, so at any M1 bar there is one newest complete bar; the number
+    dropped is logged.
+    """
+    if tf_minutes < 1:
+        raise ValueError("tf_minutes must be >= 1")
+    mins = index_minutes(m1.index)
+    n = len(mins)
+    starts = (mins - offset_minutes) // tf_minutes * tf_minutes + offset_minutes
+    first = np.flatnonzero(np.r_[True, starts[1:] != starts[:-1]]) if n else np.array([], int)
+    o, h, lo, c, v = (m1[k].to_numpy(np.float64) for k in ("open", "high", "low", "close", "volume"))
+    ends = starts[first] + tf_minutes
+    # first M1 bar whose close reaches the bin end (same inequality as is_complete)
+    complete_at = np.searchsorted(mins + 1, ends, side="left")
+    out = pd.DataFrame(
+        {
+            "open": o[first],
+            "high": np.maximum.reduceat(h, first) if n else h,
+            "low": np.minimum.reduceat(lo, first) if n else lo,
+            "close": c[np.r_[first[1:] - 1, n - 1]] if n else c,
+            "volume": np.add.reduceat(v, first) if n else v,
+            "complete_at": complete_at,
+        },
+        index=pd.DatetimeIndex(pd.to_datetime(starts[first], unit="m", utc=True), name="datetime"),
+    )
+    out = out[out["complete_at"] < n]
+    keep = np.r_[out["complete_at"].to_numpy()[1:] != out["complete_at"].to_numpy()[:-1], True]
+    if not keep.all():
+        log.warning("%d %d-minute bars completed at the same M1 bar as a later one (data holes); kept the later",
+                    int((~keep).sum()), tf_minutes)
+    return out[keep]
+
+
+def completed_index(n_m1: int, htf: pd.DataFrame) -> np.ndarray:
+    """For each M1 bar position, the row of ``htf`` that is the newest complete bar (-1 if none yet)."""
+    return np.searchsorted(htf["complete_at"].to_numpy(), np.arange(n_m1), side="right") - 1

@@ -1,0 +1,71 @@
+"""Everything a run leaves in its output folder: summary.json, equity.csv, trades.csv, fills.csv, tearsheet.html."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from reports import metrics
+from reports.tearsheet import buy_hold_returns, write_tearsheet
+from strategies.backtest import BacktestResult
+
+
+def summarise(res: BacktestResult) -> dict[str, Any]:
+    cfg = res.config
+    rets = metrics.daily_returns(res.index, res.equity, cfg.cash)
+    final = float(res.equity[-1])
+    return {
+        "strategy": res.strategy,
+        "symbol": cfg.symbol,
+        "start": res.index[0].isoformat(),
+        "end": res.index[-1].isoformat(),
+        "bars": res.bars,
+        "initial_cash": cfg.cash,
+        "leverage": cfg.leverage,
+        "final_equity": final,
+        "total_return": final / cfg.cash - 1.0,
+        "sharpe": metrics.sharpe(rets),
+        "sortino": metrics.sortino(rets),
+        "max_drawdown": metrics.max_drawdown(res.equity, res.worst_equity, cfg.cash),
+        "max_daily_drawdown": metrics.max_daily_drawdown(res.index, res.equity, res.worst_equity, cfg.cash),
+        "buy_hold_return": float(res.close[-1] / res.close[0] - 1.0),
+        "trades": len(res.trades),
+        "fills": len(res.fills),
+        "rejected_orders": len(res.rejections),
+        "costs": {k: round(v, 2) for k, v in res.costs.items()},
+        "seed": cfg.seed,
+        "strategy_params": dict(cfg.strategy_params),
+        "elapsed_s": round(res.elapsed_s, 3),
+        "bars_per_s": round(res.bars / res.elapsed_s, 1) if res.elapsed_s > 0 else None,
+    }
+
+
+def write_outputs(res: BacktestResult, out: Path, tearsheet: bool = True,
+                  extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Write the run's files into ``out`` and return the summary written to summary.json."""
+    out.mkdir(parents=True, exist_ok=True)
+    summary = {**summarise(res), **(extra or {})}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+
+    # equity at hourly resolution keeps the file small; worst = lowest worst-price equity in the hour
+    eq = pd.DataFrame({"equity": res.equity, "worst_equity": res.worst_equity, "close": res.close},
+                      index=res.index)
+    hourly = eq.resample("1h").agg({"equity": "last", "worst_equity": "min", "close": "last"}).dropna()
+    hourly.to_csv(out / "equity.csv", index_label="datetime")
+    pd.DataFrame(res.trades, columns=["open_time", "close_time", "size", "entry_price", "pnl",
+                                      "commission", "pnl_net", "bars"]).to_csv(out / "trades.csv", index=False)
+    fills = pd.DataFrame([dataclasses.asdict(f) for f in res.fills],
+                         columns=[f.name for f in dataclasses.fields(res.fills[0])] if res.fills else None)
+    if len(fills):
+        fills.insert(0, "datetime", pd.to_datetime(fills["minute"], unit="m", utc=True))
+    fills.to_csv(out / "fills.csv", index=False)
+    if tearsheet:
+        rets = metrics.daily_returns(res.index, res.equity, res.config.cash)
+        bench = buy_hold_returns(res.index, res.close)
+        title = f"{res.strategy} on {res.config.symbol} ({res.index[0]:%Y-%m-%d} to {res.index[-1]:%Y-%m-%d})"
+        write_tearsheet(rets, bench, out / "tearsheet.html", title)
+    return summary

@@ -1,0 +1,34 @@
+"""QuantStats HTML tearsheet against buy-and-hold of the same symbol."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+
+import pandas as pd
+
+logging.getLogger("matplotlib.font_manager").setLevel(logging.ERROR)
+
+
+def buy_hold_returns(index: pd.DatetimeIndex, close) -> pd.Series:
+    """Daily returns of holding the symbol (bid closes), on the same trading days as the strategy."""
+    s = pd.Series(close, index=index.tz_convert("UTC").tz_localize(None))
+    last = s.groupby(s.index.normalize()).last()
+    first_open = float(s.iloc[0])
+    prev = last.shift(1)
+    prev.iloc[0] = first_open
+    return (last / prev - 1.0).rename("buy_hold")
+
+
+def write_tearsheet(returns: pd.Series, benchmark: pd.Series, path: Path, title: str) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import quantstats as qs
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        qs.reports.html(returns, benchmark=benchmark, output=str(path), title=title,
+                        benchmark_title="buy & hold", download_filename=str(path))
+    return path

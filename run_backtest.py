@@ -1,0 +1,86 @@
+"""Backtest a registered strategy on real M1 bars and write a QuantStats tearsheet.
+
+    python run_backtest.py --strategy sma_cross --symbol EURUSD --start 2024-01-01 --end 2024-12-31
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import logging
+import sys
+from pathlib import Path
+
+from brokers.instruments import UnknownSymbolError, get_instrument
+from feeds.errors import DataError
+from feeds.loaders import load_bars
+from feeds.paths import REPO_ROOT, fx_data_dir
+from strategies import STRATEGIES
+
+log = logging.getLogger("run_backtest")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--strategy", required=True, help=f"one of: {', '.join(sorted(STRATEGIES))}")
+    p.add_argument("--data", type=Path, default=None,
+                   help="M1 file or folder (default: $MTF_DATA_DIR or ../shared/data/fx)")
+    p.add_argument("--symbol", default="EURUSD")
+    p.add_argument("--start", default=None, help="first day, UTC (YYYY-MM-DD)")
+    p.add_argument("--end", default=None, help="last day, UTC, inclusive")
+    p.add_argument("--cash", type=float, default=100_000.0)
+    p.add_argument("--leverage", type=float, default=30.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--h4-offset", type=int, default=0, help="H4 bin offset from 00:00 UTC, minutes")
+    p.add_argument("--out", type=Path, default=None, help="output folder (default runs/<strategy>-<symbol>-<time>)")
+    p.add_argument("--no-tearsheet", action="store_true", help="skip the HTML tearsheet")
+    p.add_argument("--no-progress", action="store_true")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        if args.strategy not in STRATEGIES:
+            raise KeyError(f"unknown strategy {args.strategy!r}; known: {', '.join(sorted(STRATEGIES))}")
+        inst = get_instrument(args.symbol)
+        m1 = load_bars(args.data or fx_data_dir(), symbol=inst.symbol, start=args.start, end=args.end)
+    except (KeyError, UnknownSymbolError, DataError, FileNotFoundError, ValueError) as e:
+        print(f"error: {e.args[0] if isinstance(e, KeyError) else e}", file=sys.stderr)
+        return 2
+
+    # imported late so that --help and input errors answer fast
+    from tqdm import tqdm
+
+    from reports.output import write_outputs
+    from strategies.backtest import BacktestConfig, run_backtest
+
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
+    out = args.out or REPO_ROOT / "runs" / f"{args.strategy}-{inst.symbol}-{stamp}"
+    cfg = BacktestConfig(symbol=inst.symbol, cash=args.cash, leverage=args.leverage, seed=args.seed,
+                         h4_offset_minutes=args.h4_offset)
+    bar = tqdm(total=len(m1), unit="bar", unit_scale=True, disable=args.no_progress, desc=args.strategy)
+
+    def progress(n: int) -> None:
+        if n % 4096 == 0:
+            bar.update(n - bar.n)
+
+    try:
+        res = run_backtest(args.strategy, m1, cfg, on_bar=progress)
+    except (DataError, ValueError) as e:
+        bar.close()
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    bar.update(len(m1) - bar.n)
+    bar.close()
+    summary = write_outputs(res, out, tearsheet=not args.no_tearsheet)
+    print(f"{args.strategy} {inst.symbol} {summary['start'][:10]}..{summary['end'][:10]}: "
+          f"return {summary['total_return']:+.2%}, sharpe {summary['sharpe']:.2f}, "
+          f"max DD {summary['max_drawdown']:.2%}, trades {summary['trades']}, "
+          f"costs {summary['costs']} -> {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,19 @@
+"""Backtrader strategies and the name -> class registry used by ``run_backtest.py``."""
+
+from __future__ import annotations
+
+from strategies.base import FxStrategy
+from strategies.rules import BuyHold, SmaCross
+
+STRATEGIES: dict[str, type[FxStrategy]] = {
+    "buy_hold": BuyHold,
+    "sma_cross": SmaCross,
+}
+
+__all__ = ["STRATEGIES", "FxStrategy", "get_strategy"]
+
+
+def get_strategy(name: str) -> type[FxStrategy]:
+    if name not in STRATEGIES:
+        raise KeyError(f"unknown strategy {name!r}; known: {', '.join(sorted(STRATEGIES))}")
+    return STRATEGIES[name]
