@@ -63,7 +63,8 @@ def htf_bars(m1: pd.DataFrame, tf_minutes: int, offset_minutes: int = 0) -> pd.D
         index=pd.DatetimeIndex(pd.to_datetime(starts[first], unit="m", utc=True), name="datetime"),
     )
     out = out[out["complete_at"] < n]
-    keep = np.r_[out["complete_at"].to_numpy()[1:] != out["complete_at"].to_numpy()[:-1], True]
+    at = out["complete_at"].to_numpy()
+    keep = np.r_[at[1:] != at[:-1], True] if len(at) else np.zeros(0, bool)
     if not keep.all():
         log.warning("%d %d-minute bars completed at the same M1 bar as a later one (data holes); kept the later",
                     int((~keep).sum()), tf_minutes)

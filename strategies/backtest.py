@@ -18,6 +18,7 @@ from brokers.instruments import get_instrument
 from brokers.sim import Fill, ForexSim, Rejection
 from feeds.btfeeds import htf_feed, m1_feed
 from strategies import get_strategy
+from strategies.base import FxStrategy
 
 
 @dataclass(frozen=True)
@@ -60,10 +61,11 @@ class BacktestResult:
         return len(self.index)
 
 
-def run_backtest(strategy: str, m1: pd.DataFrame, config: BacktestConfig,
+def run_backtest(strategy: str | type[FxStrategy], m1: pd.DataFrame, config: BacktestConfig,
                  on_bar: Callable[[int], None] | None = None) -> BacktestResult:
-    """Run ``strategy`` over the M1 bid bars ``m1`` (validated, tz-aware UTC index)."""
-    cls = get_strategy(strategy)
+    """Run ``strategy`` (a registered name or an ``FxStrategy`` class) over the M1 bid bars ``m1``."""
+    cls = get_strategy(strategy) if isinstance(strategy, str) else strategy
+    strategy = strategy if isinstance(strategy, str) else cls.__name__
     inst = get_instrument(config.symbol)
     random.seed(config.seed)
     np.random.seed(config.seed)
