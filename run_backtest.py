@@ -15,6 +15,7 @@ from brokers.instruments import UnknownSymbolError, get_instrument
 from feeds.errors import DataError
 from feeds.loaders import load_bars
 from feeds.paths import REPO_ROOT, fx_data_dir
+from risk.drawdown import DrawdownRules
 from strategies import STRATEGIES
 
 log = logging.getLogger("run_backtest")
@@ -32,6 +33,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--leverage", type=float, default=30.0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--h4-offset", type=int, default=0, help="H4 bin offset from 00:00 UTC, minutes")
+    p.add_argument("--dd-mode", choices=("prop", "trailing"), default=None, help="drawdown rules (default prop)")
+    p.add_argument("--daily-limit", type=float, default=None, help="daily drawdown limit, fraction (0.05)")
+    p.add_argument("--total-limit", type=float, default=None, help="total drawdown limit, fraction (0.10)")
+    p.add_argument("--on-excess", choices=("shrink", "block"), default="shrink",
+                   help="pre-trade validator: shrink an unsafe size to the largest safe one, or block it")
     p.add_argument("--out", type=Path, default=None, help="output folder (default runs/<strategy>-<symbol>-<time>)")
     p.add_argument("--no-tearsheet", action="store_true", help="skip the HTML tearsheet")
     p.add_argument("--no-progress", action="store_true")
@@ -58,8 +64,16 @@ def main(argv: list[str] | None = None) -> int:
 
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
     out = args.out or REPO_ROOT / "runs" / f"{args.strategy}-{inst.symbol}-{stamp}"
+    try:
+        rules = DrawdownRules.from_config(mode=args.dd_mode, daily_limit=args.daily_limit,
+                                          total_limit=args.total_limit)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    params = {"seed": args.seed} if "seed" in STRATEGIES[args.strategy].params._getkeys() else {}
     cfg = BacktestConfig(symbol=inst.symbol, cash=args.cash, leverage=args.leverage, seed=args.seed,
-                         h4_offset_minutes=args.h4_offset)
+                         h4_offset_minutes=args.h4_offset, rules=rules, on_excess=args.on_excess,
+                         strategy_params=params)
     bar = tqdm(total=len(m1), unit="bar", unit_scale=True, disable=args.no_progress, desc=args.strategy)
 
     def progress(n: int) -> None:
@@ -78,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{args.strategy} {inst.symbol} {summary['start'][:10]}..{summary['end'][:10]}: "
           f"return {summary['total_return']:+.2%}, sharpe {summary['sharpe']:.2f}, "
           f"max DD {summary['max_drawdown']:.2%}, trades {summary['trades']}, "
-          f"costs {summary['costs']} -> {out}")
+          f"costs {summary['costs']}, CMDP breaches {len(summary['cmdp']['breaches'])} -> {out}")
     return 0
 
 

@@ -29,12 +29,12 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import backtrader as bt  # noqa: E402
-import pandas as pd  # noqa: E402
+import backtrader as bt
+import pandas as pd
 
-from feeds.loaders import load_bars  # noqa: E402
-from feeds.paths import fx_data_dir  # noqa: E402
-from strategies.backtest import BacktestConfig, run_backtest  # noqa: E402
+from feeds.loaders import load_bars
+from feeds.paths import fx_data_dir
+from strategies.backtest import BacktestConfig, run_backtest
 
 
 class _NoOp(bt.Strategy):

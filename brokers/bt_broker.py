@@ -193,7 +193,7 @@ class ForexBroker(bt.BrokerBase):
         per_unit = fill.commission / abs(units)
         order.execute(
             data.datetime[0], units, fill.price,
-            closed, ci.getoperationcost(closed, pprice_orig), abs(closed) * per_unit,
+            closed, ci.getoperationcost(closed, pprice_orig) if closed else 0.0, abs(closed) * per_unit,
             opened, ci.getoperationcost(opened, fill.price), abs(opened) * per_unit,
             self.sim.margin_used, fill.realised_pnl, psize, pprice,
         )

@@ -8,13 +8,20 @@ can call it hundreds of thousands of times per second.
 Per bar, in this order:
  1. swap for every 17:00 New York rollover crossed since the previous bar (triple on the configured weekday);
  2. pending market orders fill at the open (gaps are filled at the gapped open, never at the old price);
- 3. stop-loss / take-profit against the bar's range; if both lie inside one bar we assume the stop-loss
-    was hit first (pessimistic), and a bar that opens beyond a level fills at the open;
+ 3. the equity floor (set by a drawdown guard, ``risk.drawdown.DrawdownGuard``): the position closes at
+    the price where equity net of the closing commission equals the floor, like a stop order, or at the
+    open when a gap jumps past it (``equity_stop_gap``); checked before stop-loss/take-profit (pessimistic);
+    then stop-loss / take-profit against the bar's range; if both lie inside one bar we assume the
+    stop-loss was hit first (pessimistic), and a bar that opens beyond a level fills at the open;
  4. equity at the bar's worst price for the position (low bid for a long, high ask for a short) is
     recorded as ``worst_equity`` (the drawdown rules check it);
  5. stop-out: if margin level at the worst price is at or below ``stop_out_level`` the whole position is
     closed at that worst price (pessimistic, a broker liquidates intrabar);
  6. mark to market at the close.
+
+An optional ``guard`` (duck-typed: ``before_bar(sim, minute)``, ``after_bar(sim, minute)``) runs around
+each bar, so the backtest and the envs enforce drawdown rules with the same code. While ``halt_until``
+is in the future, orders that would increase the position are rejected.
 
 Spread is paid inside the fill prices; ``costs_spread`` attributes it (spread x opened units, in USD, at
 each opening fill) so a report can show it, it is not charged twice.
@@ -23,6 +30,7 @@ each opening fill) so a report can show it, it is not charged twice.
 from __future__ import annotations
 
 import datetime as dt
+import math
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
@@ -106,6 +114,7 @@ class ForexSim:
         self._contract = instrument.contract_size
         self._usd_quote = instrument.quote_is_account
         self._comm = instrument.commission_per_lot
+        self.guard = None
         self.reset()
 
     # ----------------------------------------------------------------- state
@@ -130,6 +139,12 @@ class ForexSim:
         self._roll_weekday = 0
         self.rejections: list[Rejection] = []
         self.stop_outs = 0
+        self.equity_floor = -math.inf
+        self.equity_stop_fired = False
+        self.equity_stop_gap = False
+        self.halt_until = -1
+        if self.guard is not None:
+            self.guard.reset()
 
     # ------------------------------------------------------------ valuation
     def _conv(self, price: float) -> float:
@@ -170,6 +185,10 @@ class ForexSim:
         oid = self._next_id
         self._next_id += 1
         reason = self.instrument.lots_ok(lots) if lots else "size is zero"
+        if reason is None and self.minute < self.halt_until and abs(self.lots + self.pending_lots + lots) > abs(
+                self.lots + self.pending_lots):
+            until = "for good" if self.halt_until >= 2**62 else f"until {utc_of(self.halt_until):%Y-%m-%d %H:%M} UTC"
+            reason = f"halted by the drawdown rules {until}: only reducing orders are accepted"
         if reason is None and self.bid > 0:
             target = self.lots + self.pending_lots + lots
             price = self.bid + (self.spread if lots > 0 else 0.0)
@@ -259,6 +278,9 @@ class ForexSim:
                 nights = 3 if self._roll_weekday == self.instrument.triple_swap_weekday else 1
                 self._apply_swap(nights, o)
             self._next_roll, self._roll_weekday = next_rollover(self._next_roll)
+        if self.guard is not None:
+            self.guard.before_bar(self, minute)
+        self.equity_stop_fired = False
 
         # 2. pending market orders at the open
         if self._pending:
@@ -279,7 +301,11 @@ class ForexSim:
                 if self.lots and (sl is not None or tp is not None):
                     self.sl, self.tp = sl, tp
 
-        # 3. stop-loss / take-profit inside the bar
+        # 3. equity floor, then stop-loss / take-profit inside the bar
+        if self.lots and self.equity_floor > -math.inf:
+            fill = self._check_equity_floor(o, h, lo, spread)
+            if fill is not None:
+                fills = [*fills, fill]
         if self.lots and (self.sl is not None or self.tp is not None):
             fill = self._check_brackets(o, h, lo, spread)
             if fill is not None:
@@ -300,7 +326,32 @@ class ForexSim:
         else:
             self.equity = self.balance
             self.worst_equity = self.balance
+        if self.guard is not None:
+            self.guard.after_bar(self, minute)
         return fills
+
+    def _check_equity_floor(self, o: float, h: float, lo: float, spread: float) -> Fill | None:
+        """Close at the price where equity after the closing commission equals the floor."""
+        lots, units = self.lots, self.lots * self._contract
+        room = self.equity_floor + abs(lots) * self._comm - self.balance  # unrealised P&L at the floor
+        if self._usd_quote:
+            close_px = self.avg_price + room / units
+        else:  # P&L = units * (p - avg) / p  =>  p = avg / (1 - room / units)
+            k = 1.0 - room / units
+            close_px = self.avg_price / k if k > 0 else (math.inf if lots < 0 else 0.0)
+        if lots > 0:  # sells at bid
+            if lo > close_px:
+                return None
+            gap = o <= close_px
+            price = o if gap else close_px
+        else:  # buys at ask
+            if h + spread < close_px:
+                return None
+            gap = o + spread >= close_px
+            price = o + spread if gap else close_px
+        self.equity_stop_fired = True
+        self.equity_stop_gap = gap
+        return self._execute(0, -lots, price, spread, "equity_stop")
 
     def _check_brackets(self, o: float, h: float, lo: float, spread: float) -> Fill | None:
         sl, tp, long = self.sl, self.tp, self.lots > 0

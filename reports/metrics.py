@@ -6,7 +6,6 @@ through QuantStats so the numbers match the tearsheet.
 
 from __future__ import annotations
 
-import itertools
 import math
 
 import numpy as np
@@ -38,22 +37,6 @@ def max_drawdown(equity: np.ndarray, worst: np.ndarray, initial: float) -> float
     peak = np.maximum.accumulate(np.r_[initial, equity])[:-1]
     peak = np.maximum(peak, 1e-12)
     return float(max(0.0, np.max((peak - np.minimum(worst, equity)) / peak))) if len(equity) else 0.0
-
-
-def max_daily_drawdown(index: pd.DatetimeIndex, equity: np.ndarray, worst: np.ndarray, initial: float) -> float:
-    """Largest fall within one UTC day from that day's equity peak (starting at the previous close)."""
-    if not len(equity):
-        return 0.0
-    day = index.tz_convert("UTC").normalize().asi8
-    start = np.r_[True, day[1:] != day[:-1]]
-    prev_close = np.r_[initial, equity[:-1]]
-    best = 0.0
-    bounds = np.r_[np.flatnonzero(start), len(equity)]
-    for a, b in itertools.pairwise(bounds):
-        peak = np.maximum.accumulate(np.r_[prev_close[a], equity[a:b]])[:-1]
-        dd = (peak - np.minimum(worst[a:b], equity[a:b])) / peak
-        best = max(best, float(dd.max()))
-    return best
 
 
 def _finite(x: float) -> float:

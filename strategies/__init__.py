@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from strategies.base import FxStrategy
+from strategies.random_agent import RandomAgent
 from strategies.rules import BuyHold, SmaCross
 
 STRATEGIES: dict[str, type[FxStrategy]] = {
     "buy_hold": BuyHold,
     "sma_cross": SmaCross,
+    "random": RandomAgent,
 }
 
 __all__ = ["STRATEGIES", "FxStrategy", "get_strategy"]

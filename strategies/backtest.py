@@ -12,11 +12,16 @@ import backtrader as bt
 import numpy as np
 import pandas as pd
 
+from analyzers.cmdp import CmdpAnalyzer
 from analyzers.trades import TradeLog
 from brokers.bt_broker import ForexBroker
 from brokers.instruments import get_instrument
 from brokers.sim import Fill, ForexSim, Rejection
+from features.context import build_context
 from feeds.btfeeds import htf_feed, m1_feed
+from feeds.macro import load_macro
+from risk.drawdown import DrawdownGuard, DrawdownRules
+from risk.validator import PreTradeValidator
 from strategies import get_strategy
 from strategies.base import FxStrategy
 
@@ -31,6 +36,8 @@ class BacktestConfig:
     :param seed: seeds Python's and NumPy's generators for strategies that draw random numbers
     :param h4_offset_minutes: shifts H4 bins from 00:00 UTC (e.g. to a broker's server midnight)
     :param strategy_params: keyword parameters passed to the strategy
+    :param rules: drawdown rules the CMDP analyzer enforces
+    :param on_excess: what the pre-trade validator does with an unsafe size (``shrink`` or ``block``)
     """
 
     symbol: str
@@ -39,6 +46,8 @@ class BacktestConfig:
     seed: int = 0
     h4_offset_minutes: int = 0
     strategy_params: Mapping[str, Any] = field(default_factory=dict)
+    rules: DrawdownRules = field(default_factory=DrawdownRules.from_config)
+    on_excess: str = "shrink"
 
 
 @dataclass(frozen=True)
@@ -53,6 +62,7 @@ class BacktestResult:
     trades: list[dict]
     rejections: list[Rejection]
     costs: dict[str, float]
+    cmdp: dict[str, Any]
     elapsed_s: float
     strategy_obj: bt.Strategy
 
@@ -79,8 +89,12 @@ def run_backtest(strategy: str | type[FxStrategy], m1: pd.DataFrame, config: Bac
     cerebro.adddata(htf_feed(m1, 240, name=f"{inst.symbol}_H4", offset_minutes=config.h4_offset_minutes))
     broker.set_data(feed)
     cerebro.setbroker(broker)
-    cerebro.addstrategy(cls, instrument=inst, **dict(config.strategy_params))
+    guard = DrawdownGuard(config.rules, config.cash)
+    validator = PreTradeValidator(inst, on_excess=config.on_excess)
+    ctx = build_context(m1, load_macro(), config.h4_offset_minutes) if cls.uses_context else None
+    cerebro.addstrategy(cls, instrument=inst, context=ctx, validator=validator, **dict(config.strategy_params))
     cerebro.addanalyzer(TradeLog, _name="tradelog")
+    cerebro.addanalyzer(CmdpAnalyzer, _name="cmdp", guard=guard, validator=validator)
 
     t0 = time.perf_counter()
     strat = cerebro.run()[0]
@@ -93,5 +107,6 @@ def run_backtest(strategy: str | type[FxStrategy], m1: pd.DataFrame, config: Bac
         fills=list(broker.fills), trades=strat.analyzers.tradelog.get_analysis(),
         rejections=list(sim.rejections),
         costs={"spread": sim.costs_spread, "commission": sim.costs_commission, "swap": sim.costs_swap},
+        cmdp=strat.analyzers.cmdp.get_analysis(),
         elapsed_s=elapsed, strategy_obj=strat,
     )

@@ -63,9 +63,10 @@ class _Recorder(FxStrategy):
         self.next()
 
     def next(self) -> None:
-        m5 = (len(self.m5), self.m5.bar_open[0] if len(self.m5) else np.nan, self.m5.close[0] if len(self.m5) else np.nan)
-        h4 = (len(self.h4), self.h4.bar_open[0] if len(self.h4) else np.nan, self.h4.close[0] if len(self.h4) else np.nan)
-        self.rows.append((len(self.m1), self.m1.datetime[0], *m5, *h4))
+        row: list[float] = [len(self.m1), self.m1.datetime[0]]
+        for d in (self.m5, self.h4):
+            row += [len(d), d.bar_open[0], d.close[0]] if len(d) else [0, np.nan, np.nan]
+        self.rows.append(tuple(row))
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,132 @@
+"""What the training envs share: their configuration, the episode windows, the account observation and
+the joint reward. The broker (``brokers.sim``), drawdown rules (``risk.drawdown``), validator and action
+mapping (``risk``) and features (``features.context``) are imported, never copied."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from brokers.instruments import get_instrument
+from brokers.sim import ForexSim
+from features.context import MarketContext
+from risk.drawdown import DrawdownGuard, DrawdownRules
+from risk.validator import PreTradeValidator
+
+
+@dataclass(frozen=True)
+class EnvConfig:
+    """Env settings.
+
+    :param symbol: instrument (costs, pip value)
+    :param cash: initial balance, USD
+    :param leverage: account leverage
+    :param max_exposure: notional of a full-size action, as a multiple of equity
+    :param episode_bars: M1 steps per episode (truncation after that many steps, or at the end of the data)
+    :param random_start: random window starts (seeded by ``reset(seed=...)``); else consecutive windows
+    :param rules: drawdown rules
+    :param terminate_on_breach: end the episode on a breach (else go on, halted, as the backtest does)
+    :param on_excess: validator behaviour for unsafe sizes
+    :param vol_halflife: half-life in steps of the EWMA P&L volatility that scales the reward
+    :param vol_floor: lower bound of that volatility, as a fraction of initial cash (1e-5 = 1 USD per 100k)
+    :param soft_penalty: reward penalty per unit of daily drawdown beyond the soft zone (design: 100)
+    :param daily_breach_penalty: reward on a daily breach (design: -1000)
+    :param total_breach_penalty: reward on a total breach (design: -10000)
+    :param reward_clip: the P&L part of the reward is clipped to +-this
+    """
+
+    symbol: str = "EURUSD"
+    cash: float = 100_000.0
+    leverage: float = 30.0
+    max_exposure: float = 10.0
+    episode_bars: int = 1440 * 5
+    random_start: bool = True
+    rules: DrawdownRules = field(default_factory=DrawdownRules.from_config)
+    terminate_on_breach: bool = True
+    on_excess: str = "shrink"
+    vol_halflife: float = 240.0
+    vol_floor: float = 1e-5
+    soft_penalty: float = 100.0
+    daily_breach_penalty: float = -1000.0
+    total_breach_penalty: float = -10000.0
+    reward_clip: float = 10.0
+
+
+ACCOUNT_FEATURES = ("position", "unrealised_pct", "equity_change", "daily_dd_ratio", "total_dd_ratio",
+                    "bars_in_position", "spread_atr", "margin_ratio")
+
+
+class Account:
+    """The broker core, its drawdown guard and the validator, wired as the backtest wires them."""
+
+    def __init__(self, ctx: MarketContext, cfg: EnvConfig) -> None:
+        self.ctx = ctx
+        self.cfg = cfg
+        self.inst = get_instrument(cfg.symbol)
+        self.sim = ForexSim(self.inst, cash=cfg.cash, leverage=cfg.leverage)
+        self.guard = DrawdownGuard(cfg.rules, cfg.cash)
+        self.sim.guard = self.guard
+        self.validator = PreTradeValidator(self.inst, on_excess=cfg.on_excess)
+        # scalar Python lists: indexing them is several times faster than numpy scalars in the step path
+        self.minutes = ctx.minutes.tolist()
+        self.o, self.h, self.l, self.c = (a.tolist() for a in (ctx.open, ctx.high, ctx.low, ctx.close))
+        self.atr = ctx.h4_atr.tolist()
+        self._alpha = 1.0 - 0.5 ** (1.0 / cfg.vol_halflife)
+        self.reset()
+
+    def reset(self) -> None:
+        self.sim.reset()
+        self.validator.blocked = self.validator.shrunk = 0
+        floor = self.cfg.vol_floor * self.cfg.cash
+        self._var = floor * floor
+        self._vol_floor = floor
+        self.entry_step = 0
+        self.prev_equity = self.cfg.cash
+
+    def bar(self, i: int) -> list:
+        return self.sim.on_bar(self.minutes[i], self.o[i], self.h[i], self.l[i], self.c[i])
+
+    def reward(self) -> tuple[float, bool]:
+        """Joint reward of the last bar (design 2.D) and whether a drawdown limit was breached."""
+        sim, g, cfg = self.sim, self.guard, self.cfg
+        pnl = sim.equity - self.prev_equity
+        self.prev_equity = sim.equity
+        self._var += self._alpha * (pnl * pnl - self._var)
+        vol = max(math.sqrt(self._var), self._vol_floor)
+        r = max(-cfg.reward_clip, min(cfg.reward_clip, pnl / vol))
+        if g.daily_dd > cfg.rules.soft_zone:
+            r -= cfg.soft_penalty * (g.daily_dd - cfg.rules.soft_zone)
+        b = g.new_breach
+        if b is not None:
+            r += cfg.total_breach_penalty if b.kind == "total" else cfg.daily_breach_penalty
+        return r, b is not None
+
+    def account_obs(self, out: np.ndarray, at: int, i: int, max_lots: float) -> None:
+        """Write the 8 account features (``ACCOUNT_FEATURES``) into ``out[at:at+8]``."""
+        sim, g, cfg = self.sim, self.guard, self.cfg
+        eq = sim.equity
+        out[at] = sim.lots / max_lots if max_lots > 0 else 0.0
+        out[at + 1] = 100.0 * (eq - sim.balance) / cfg.cash
+        out[at + 2] = 10.0 * (eq / cfg.cash - 1.0)
+        out[at + 3] = g.daily_dd / cfg.rules.daily_limit
+        out[at + 4] = g.total_dd / cfg.rules.total_limit
+        out[at + 5] = min(10.0, (i - self.entry_step) / 1440.0) if sim.lots else 0.0
+        atr = self.atr[i]
+        out[at + 6] = min(10.0, sim.spread / atr) if atr > 0 else 0.0
+        out[at + 7] = sim.margin_used / eq if eq > 0 else 10.0
+
+
+def episode_bounds(ctx: MarketContext, cfg: EnvConfig, rng: np.random.Generator | None,
+                   next_start: int) -> tuple[int, int]:
+    """(first bar, last bar) of an episode: it starts after the feature warm-up, never past the data."""
+    lo, n = ctx.first_ready, len(ctx)
+    if n - lo < 2:
+        raise ValueError(f"not enough bars after the warm-up: {n} bars, first ready at {lo}")
+    span = min(cfg.episode_bars, n - 1 - lo)
+    if cfg.random_start and rng is not None:
+        start = int(rng.integers(lo, n - span))
+    else:
+        start = next_start if lo <= next_start < n - 1 else lo
+    return start, min(start + span, n - 1)
