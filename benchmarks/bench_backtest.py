@@ -81,7 +81,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     ap.add_argument("--symbol", default="EURUSD")
     ap.add_argument("--year", type=int, default=2024)
-    ap.add_argument("--bars", type=int, default=None, help="use only the first N M1 bars")
+    ap.add_argument("--bars", type=int, default=None,
+                    help="use only the first N M1 bars (sma_cross needs >= ~10000: "
+                         "fewer than 30 H4 bars crash Backtrader's runonce SMA)")
     ap.add_argument("--repeat", type=int, default=1, help="best of N runs per runner")
     ap.add_argument("--only", nargs="*", choices=sorted(RUNNERS), help="run only these runners")
     args = ap.parse_args(argv)

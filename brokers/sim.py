@@ -184,6 +184,7 @@ class ForexSim:
         """
         oid = self._next_id
         self._next_id += 1
+        lots = round(lots, 8)  # unit <-> lot conversions upstream leave float dust (0.009999999999999709)
         reason = self.instrument.lots_ok(lots) if lots else "size is zero"
         if reason is None and self.minute < self.halt_until and abs(self.lots + self.pending_lots + lots) > abs(
                 self.lots + self.pending_lots):

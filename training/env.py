@@ -45,6 +45,7 @@ class ForexEnv(gym.Env):
         self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32)
         self._next_start = ctx.first_ready
         self.i = self.end = 0
+        self.fill_log: list = []  # every fill of the current episode (brokers.sim.Fill)
 
     def _obs(self) -> np.ndarray:
         out = np.empty(OBS_DIM, np.float32)
@@ -58,7 +59,7 @@ class ForexEnv(gym.Env):
         self._next_start = self.end
         self.acct.reset()
         self.i = start
-        self.acct.bar(start)  # the account exists from this bar's close on
+        self.fill_log = list(self.acct.bar(start))  # the account exists from this bar's close on
         sim = self.acct.sim
         self._max_lots = max_lots_for(sim.equity, sim.bid, self.inst, self.cfg.max_exposure)
         return self._obs(), {"bar": start}
@@ -73,6 +74,8 @@ class ForexEnv(gym.Env):
         was_flat = sim.lots == 0.0
         self.i += 1
         fills = acct.bar(self.i)  # the order fills at this bar's open
+        if fills:
+            self.fill_log.extend(fills)
         if was_flat and sim.lots:
             acct.entry_step = self.i
         reward, breached = acct.reward()
