@@ -54,8 +54,10 @@ class DrawdownRules:
     def __post_init__(self) -> None:
         if self.mode not in ("prop", "trailing"):
             raise ValueError(f"unknown drawdown mode {self.mode!r}: use 'prop' or 'trailing'")
-        if not (0 < self.soft_zone <= self.daily_limit < 1 and 0 < self.total_limit < 1):
-            raise ValueError(f"need 0 < soft_zone <= daily_limit < 1 and 0 < total_limit < 1, got {self}")
+        if not (0 < self.soft_zone <= self.daily_limit <= self.total_limit < 1):
+            raise ValueError(f"drawdown limits need 0 < soft_zone <= daily_limit <= total_limit < 1, got "
+                             f"soft_zone={self.soft_zone}, daily_limit={self.daily_limit}, "
+                             f"total_limit={self.total_limit}")
         ZoneInfo(self.day_timezone)  # fails loudly on a bad zone name
 
     @classmethod

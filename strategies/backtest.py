@@ -84,9 +84,16 @@ def run_backtest(strategy: str | type[FxStrategy], m1: pd.DataFrame, config: Bac
 
     cerebro = bt.Cerebro(stdstats=False, runonce=True, preload=True)
     feed = m1_feed(m1, name=f"{inst.symbol}_M1")
+    m5 = htf_feed(m1, 5, name=f"{inst.symbol}_M5")
+    h4 = htf_feed(m1, 240, name=f"{inst.symbol}_H4", offset_minutes=config.h4_offset_minutes)
+    for tf, have in (("m5", len(m5.p.dataname)), ("h4", len(h4.p.dataname))):
+        need = cls.min_bars(dict(config.strategy_params)).get(tf, 0)
+        if have < need:
+            raise ValueError(f"{strategy} needs at least {need} complete {tf.upper()} bars, the data give {have}: "
+                             "use a longer period")
     cerebro.adddata(feed)
-    cerebro.adddata(htf_feed(m1, 5, name=f"{inst.symbol}_M5"))
-    cerebro.adddata(htf_feed(m1, 240, name=f"{inst.symbol}_H4", offset_minutes=config.h4_offset_minutes))
+    cerebro.adddata(m5)
+    cerebro.adddata(h4)
     broker.set_data(feed)
     cerebro.setbroker(broker)
     guard = DrawdownGuard(config.rules, config.cash)

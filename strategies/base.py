@@ -32,6 +32,11 @@ class FxStrategy(bt.Strategy):
         if self.uses_context and self.ctx is None:
             raise ValueError(f"{type(self).__name__} needs context= (strategies.backtest builds it)")
 
+    @classmethod
+    def min_bars(cls, params: dict) -> dict[str, int]:
+        """Complete bars each timeframe ("m5", "h4") needs before the strategy can run at all."""
+        return {}
+
     def position_lots(self) -> float:
         return self.getposition(self.m1).size / self.inst.contract_size
 

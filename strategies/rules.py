@@ -31,6 +31,11 @@ class SmaCross(FxStrategy):
 
     params = (("lots", 1.0), ("fast", 12), ("slow", 48), ("h4_period", 30))
 
+    @classmethod
+    def min_bars(cls, params: dict) -> dict[str, int]:
+        p = {**dict(cls.params._getitems()), **params}
+        return {"m5": p["slow"], "h4": p["h4_period"]}
+
     def __init__(self) -> None:
         super().__init__()
         self.fast = bt.ind.SMA(self.m5.close, period=self.p.fast)
