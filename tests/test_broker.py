@@ -389,7 +389,7 @@ step_st = st.tuples(
 )
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(symbol=st.sampled_from(sorted(START)), start_day=st.integers(0, 400), steps=st.lists(step_st, max_size=60))
 def test_invariants_hold_on_random_paths(symbol, start_day, steps):
     inst = get_instrument(symbol)
