@@ -11,6 +11,7 @@ from gymnasium.utils.env_checker import check_env as gym_check_env
 from pettingzoo.test import parallel_api_test
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
+from agents.observations import H4_OBS_DIM, M1_OBS_DIM
 from features.context import build_context
 from feeds.loaders import load_bars
 from feeds.macro import load_macro
@@ -19,7 +20,7 @@ from strategies.backtest import BacktestConfig, run_backtest
 from strategies.replay import ReplayActions
 from training.common import EnvConfig
 from training.env import OBS_DIM, ForexEnv
-from training.hier_env import H4_OBS_DIM, M1_OBS_DIM, HierarchicalForexEnv, HierarchicalParallelEnv
+from training.hier_env import HierarchicalForexEnv, HierarchicalParallelEnv
 
 # tight limits so a month of random trading meets soft zones, blocks, breaches and halts
 TIGHT = DrawdownRules(daily_limit=0.01, total_limit=0.03, soft_zone=0.005)

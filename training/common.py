@@ -1,6 +1,8 @@
-"""What the training envs share: their configuration, the episode windows, the account observation and
-the joint reward. The broker (``brokers.sim``), drawdown rules (``risk.drawdown``), validator and action
-mapping (``risk``) and features (``features.context``) are imported, never copied."""
+"""What the training envs share: their configuration, the episode windows, the account and the joint reward.
+
+Observations (``agents.observations``), the broker (``brokers.sim``), drawdown rules (``risk.drawdown``),
+validator and action mapping (``risk``) and features (``features.context``) are imported, never copied;
+the Backtrader strategies import the same modules."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from agents.observations import ObservationBuilder
 from brokers.instruments import get_instrument
 from brokers.sim import ForexSim
 from features.context import MarketContext
@@ -54,10 +57,6 @@ class EnvConfig:
     reward_clip: float = 10.0
 
 
-ACCOUNT_FEATURES = ("position", "unrealised_pct", "equity_change", "daily_dd_ratio", "total_dd_ratio",
-                    "bars_in_position", "spread_atr", "margin_ratio")
-
-
 class Account:
     """The broker core, its drawdown guard and the validator, wired as the backtest wires them."""
 
@@ -73,6 +72,7 @@ class Account:
         self.minutes = ctx.minutes.tolist()
         self.o, self.h, self.l, self.c = (a.tolist() for a in (ctx.open, ctx.high, ctx.low, ctx.close))
         self.atr = ctx.h4_atr.tolist()
+        self.obs = ObservationBuilder(ctx, self.inst, cfg.cash, cfg.rules, cfg.max_exposure)
         self._alpha = 1.0 - 0.5 ** (1.0 / cfg.vol_halflife)
         self.reset()
 
@@ -82,11 +82,15 @@ class Account:
         floor = self.cfg.vol_floor * self.cfg.cash
         self._var = floor * floor
         self._vol_floor = floor
-        self.entry_step = 0
         self.prev_equity = self.cfg.cash
+        self.obs.reset()
+        self.reward_parts = {"pnl": 0.0, "soft_penalty": 0.0, "breach_penalty": 0.0}
 
     def bar(self, i: int) -> list:
-        return self.sim.on_bar(self.minutes[i], self.o[i], self.h[i], self.l[i], self.c[i])
+        """Advance the account over bar ``i`` (pending orders fill at its open) and update the observations."""
+        fills = self.sim.on_bar(self.minutes[i], self.o[i], self.h[i], self.l[i], self.c[i])
+        self.obs.after_bar(i, self.sim)
+        return fills
 
     def reward(self) -> tuple[float, bool]:
         """Joint reward of the last bar (design 2.D) and whether a drawdown limit was breached."""
@@ -95,27 +99,19 @@ class Account:
         self.prev_equity = sim.equity
         self._var += self._alpha * (pnl * pnl - self._var)
         vol = max(math.sqrt(self._var), self._vol_floor)
-        r = max(-cfg.reward_clip, min(cfg.reward_clip, pnl / vol))
+        r = base = max(-cfg.reward_clip, min(cfg.reward_clip, pnl / vol))
+        parts = self.reward_parts
+        parts["pnl"] += base
         if g.daily_dd > cfg.rules.soft_zone:
-            r -= cfg.soft_penalty * (g.daily_dd - cfg.rules.soft_zone)
+            pen = cfg.soft_penalty * (g.daily_dd - cfg.rules.soft_zone)
+            r -= pen
+            parts["soft_penalty"] -= pen
         b = g.new_breach
         if b is not None:
-            r += cfg.total_breach_penalty if b.kind == "total" else cfg.daily_breach_penalty
+            pen = cfg.total_breach_penalty if b.kind == "total" else cfg.daily_breach_penalty
+            r += pen
+            parts["breach_penalty"] += pen
         return r, b is not None
-
-    def account_obs(self, out: np.ndarray, at: int, i: int, max_lots: float) -> None:
-        """Write the 8 account features (``ACCOUNT_FEATURES``) into ``out[at:at+8]``."""
-        sim, g, cfg = self.sim, self.guard, self.cfg
-        eq = sim.equity
-        out[at] = sim.lots / max_lots if max_lots > 0 else 0.0
-        out[at + 1] = 100.0 * (eq - sim.balance) / cfg.cash
-        out[at + 2] = 10.0 * (eq / cfg.cash - 1.0)
-        out[at + 3] = g.daily_dd / cfg.rules.daily_limit
-        out[at + 4] = g.total_dd / cfg.rules.total_limit
-        out[at + 5] = min(10.0, (i - self.entry_step) / 1440.0) if sim.lots else 0.0
-        atr = self.atr[i]
-        out[at + 6] = min(10.0, sim.spread / atr) if atr > 0 else 0.0
-        out[at + 7] = sim.margin_used / eq if eq > 0 else 10.0
 
 
 def episode_bounds(ctx: MarketContext, cfg: EnvConfig, rng: np.random.Generator | None,

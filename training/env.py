@@ -1,8 +1,8 @@
 """Single-agent forex env for stable-baselines3, on the same broker core as the Backtrader backtest.
 
-Observation (24, float32): the 16 shared M1 features (``features.engine.FEATURE_NAMES``) then the 8 account
-features (``training.common.ACCOUNT_FEATURES``). Action Box(2) in [-1, 1]: target position and exit
-confidence, mapped by ``risk.actions.single_target`` and sized by the pre-trade validator.
+Observation (24, float32): the shared state of ``agents.observations`` (16 M1 features, then the 8
+``ACCOUNT_FEATURES``), built by the same object the Backtrader strategies use. Action Box(2) in [-1, 1]:
+target position and exit confidence, mapped by ``risk.actions.single_target`` and sized by the pre-trade validator.
 
 One step = one M1 bar. The action is decided on bar ``i``'s close; its order fills at bar ``i+1``'s open
 inside ``sim.on_bar`` (fill timing: never on the bar that decided it). The reward is the joint reward of
@@ -18,14 +18,13 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from agents.observations import OBS_CLIP, STATE_DIM
 from features.context import MarketContext
-from features.engine import N_FEATURES
-from risk.actions import max_lots_for, single_target
+from risk.actions import single_target
 from risk.validator import validated_target
-from training.common import ACCOUNT_FEATURES, Account, EnvConfig, episode_bounds
+from training.common import Account, EnvConfig, episode_bounds
 
-OBS_DIM = N_FEATURES + len(ACCOUNT_FEATURES)
-OBS_CLIP = 10.0
+OBS_DIM = STATE_DIM
 
 
 class ForexEnv(gym.Env):
@@ -40,7 +39,6 @@ class ForexEnv(gym.Env):
         self.ctx = ctx
         self.acct = Account(ctx, self.cfg)
         self.inst = self.acct.inst
-        self._feat = ctx.m1_features
         self.observation_space = gym.spaces.Box(-OBS_CLIP, OBS_CLIP, shape=(OBS_DIM,), dtype=np.float32)
         self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32)
         self._next_start = ctx.first_ready
@@ -48,10 +46,7 @@ class ForexEnv(gym.Env):
         self.fill_log: list = []  # every fill of the current episode (brokers.sim.Fill)
 
     def _obs(self) -> np.ndarray:
-        out = np.empty(OBS_DIM, np.float32)
-        out[:N_FEATURES] = self._feat[self.i]
-        self.acct.account_obs(out, N_FEATURES, self.i, self._max_lots)
-        return np.clip(out, -OBS_CLIP, OBS_CLIP, out=out)
+        return self.acct.obs.shared(self.i, self.acct.sim, self.acct.guard)
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
@@ -60,26 +55,20 @@ class ForexEnv(gym.Env):
         self.acct.reset()
         self.i = start
         self.fill_log = list(self.acct.bar(start))  # the account exists from this bar's close on
-        sim = self.acct.sim
-        self._max_lots = max_lots_for(sim.equity, sim.bid, self.inst, self.cfg.max_exposure)
         return self._obs(), {"bar": start}
 
     def step(self, action):
         acct, sim = self.acct, self.acct.sim
         a0, a1 = float(action[0]), float(action[1])
-        target = single_target(a0, a1, self._max_lots, self.inst)
+        target = single_target(a0, a1, acct.obs.max_lots, self.inst)
         verdict = validated_target(acct.validator, sim, target, acct.atr[self.i])
         if verdict.lots != sim.lots:
             sim.submit_target(verdict.lots)
-        was_flat = sim.lots == 0.0
         self.i += 1
         fills = acct.bar(self.i)  # the order fills at this bar's open
         if fills:
             self.fill_log.extend(fills)
-        if was_flat and sim.lots:
-            acct.entry_step = self.i
         reward, breached = acct.reward()
-        self._max_lots = max_lots_for(sim.equity, sim.bid, self.inst, self.cfg.max_exposure)
         terminated = breached and self.cfg.terminate_on_breach
         truncated = self.i >= self.end and not terminated  # CRUCIAL: end of data is a truncation, not terminal
         info = {"bar": self.i, "equity": sim.equity, "validator": verdict.outcome, "fills": len(fills)}

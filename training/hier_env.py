@@ -3,40 +3,30 @@
 ``step(h4_action, m1_action)`` advances one M1 bar. The director's action is adopted only on an M1 bar at
 which a new H4 bar has completed (``features.context`` / ``feeds.resample`` rule; also on the first step of
 an episode); in between, its last action holds and the ``h4_action`` passed is ignored
-(``info["h4_decision"]`` says which). The pair maps to a target position through
-``risk.actions.joint_target`` (|target| <= limit x max_lots), then the pre-trade validator sizes it; fills,
-costs and drawdown enforcement are the shared broker core's, as in the single-agent env and the backtest.
+(``info["h4_decision"]``). The pair maps to a target position through ``risk.actions.joint_target``
+(|target| <= limit x max_lots), then the pre-trade validator sizes it; fills, costs and drawdown
+enforcement are the shared broker core's, as in the single-agent env and the backtest.
 
-Observations:
-* H4 (22): the 16 features of the newest complete H4 bar, then equity change, total and daily drawdown
-  (as fractions of their limits), 7-day portfolio volatility (EWMA of M1 equity returns, as daily %),
-  macro turbulence (VIX feature plus the 10y-2y inversion, ``vix + max(0, -yield_curve)``), H4 ADX.
-* M1 (23): the 16 M1 features, then position (fraction of max lots), cash balance change, spread cost
-  (spread / H4 ATR), volume ratio (range-based substitute: our data have no volume), 15-minute momentum
-  (in H4 ATRs), and the director's limit and trend bias.
+Observations come from ``agents.observations`` (H4: 22, M1: 23). The M1 agent sees the director's decision:
+the M1 observation returned by ``step``/``reset`` shows the action in force; on a step where the director
+decides (``h4_decision_due()``), call ``m1_obs(h4_action)`` to show the M1 agent the new one before it acts.
 Reward: one joint cooperative reward (``training.common.Account.reward``) for both agents.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 from pettingzoo import ParallelEnv
 
+from agents.observations import H4_OBS_DIM, M1_OBS_DIM, OBS_CLIP
 from features.context import MarketContext
-from features.engine import FEATURE_NAMES, N_FEATURES
-from risk.actions import joint_target, max_lots_for, unit_interval
+from risk.actions import joint_target, unit_interval
 from risk.validator import validated_target
 from training.common import Account, EnvConfig, episode_bounds
 
-H4_OBS_DIM = N_FEATURES + 6
-M1_OBS_DIM = N_FEATURES + 7
-OBS_CLIP = 10.0
-MOMENTUM_BARS = 15
-_ADX, _VIX, _YC = (FEATURE_NAMES.index(n) for n in ("adx", "vix", "yield_curve"))
 _BOX2 = gym.spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32)
 
 
@@ -54,42 +44,23 @@ class HierarchicalForexEnv:
         self.acct = Account(ctx, self.cfg)
         self.inst = self.acct.inst
         self._h4_pos = ctx.h4_pos.tolist()
-        self._vol = ctx.volume_ratio.tolist()
-        self._alpha7 = 1.0 - 0.5 ** (1.0 / (7 * 1440))
         self._next_start = ctx.first_ready
         self.np_random = np.random.default_rng()
         self.i = self.end = 0
 
-    # ------------------------------------------------------------ observations
-    def _h4_obs(self) -> np.ndarray:
-        i, g, cfg = self.i, self.acct.guard, self.cfg
-        f = self.ctx.h4_features[i]
-        out = np.empty(H4_OBS_DIM, np.float32)
-        out[:N_FEATURES] = f
-        out[16] = 10.0 * (self.acct.sim.equity / cfg.cash - 1.0)
-        out[17] = g.total_dd / cfg.rules.total_limit
-        out[18] = g.daily_dd / cfg.rules.daily_limit
-        out[19] = 100.0 * math.sqrt(self._var7 * 1440.0)
-        out[20] = f[_VIX] + max(0.0, -float(f[_YC]))
-        out[21] = f[_ADX]
-        return np.clip(out, -OBS_CLIP, OBS_CLIP, out=out)
+    def _obs(self) -> tuple[np.ndarray, np.ndarray]:
+        a = self.acct
+        return a.obs.h4(self.i, a.sim, a.guard), a.obs.m1(self.i, a.sim, self.limit, self.bias)
 
-    def _m1_obs(self) -> np.ndarray:
-        i, sim, a = self.i, self.acct.sim, self.acct
-        out = np.empty(M1_OBS_DIM, np.float32)
-        out[:N_FEATURES] = self.ctx.m1_features[i]
-        out[16] = sim.lots / self._max_lots if self._max_lots > 0 else 0.0
-        out[17] = 10.0 * (sim.balance / self.cfg.cash - 1.0)
-        atr = a.atr[i]
-        out[18] = sim.spread / atr if atr > 0 else 0.0
-        out[19] = self._vol[i]
-        j = max(0, i - MOMENTUM_BARS)
-        out[20] = (a.c[i] - a.c[j]) / atr if atr > 0 else 0.0
-        out[21] = self.limit
-        out[22] = self.bias
-        return np.clip(out, -OBS_CLIP, OBS_CLIP, out=out)
+    def shared_state(self) -> np.ndarray:
+        """The 24-D shared state at the current bar (the joint critic's input)."""
+        return self.acct.obs.shared(self.i, self.acct.sim, self.acct.guard)
 
-    # ------------------------------------------------------------------- API
+    def m1_obs(self, h4_action) -> np.ndarray:
+        """The M1 observation showing ``h4_action`` as the director's decision (use it when one is due)."""
+        return self.acct.obs.m1(self.i, self.acct.sim, unit_interval(float(h4_action[1])),
+                                max(-1.0, min(1.0, float(h4_action[0]))))
+
     def reset(self, *, seed: int | None = None) -> tuple[tuple[np.ndarray, np.ndarray], dict[str, Any]]:
         if seed is not None:
             self.np_random = np.random.default_rng(seed)
@@ -98,12 +69,9 @@ class HierarchicalForexEnv:
         self.acct.reset()
         self.i = start
         self.acct.bar(start)
-        self._var7 = 0.0
         self.bias, self.limit = 0.0, 0.0
         self._h4_action: tuple[float, float] | None = None
-        sim = self.acct.sim
-        self._max_lots = max_lots_for(sim.equity, sim.bid, self.inst, self.cfg.max_exposure)
-        return (self._h4_obs(), self._m1_obs()), {"bar": start, "h4_decision_due": True}
+        return self._obs(), {"bar": start, "h4_decision_due": True}
 
     def h4_decision_due(self) -> bool:
         """True when the director acts on this step: the first step, or a new H4 bar completed at this bar."""
@@ -117,29 +85,23 @@ class HierarchicalForexEnv:
             self._h4_action = (float(h4_action[0]), float(h4_action[1]))
             self.bias = max(-1.0, min(1.0, self._h4_action[0]))
             self.limit = unit_interval(self._h4_action[1])
-        jt = joint_target(self._h4_action, (float(m1_action[0]), float(m1_action[1])), self._max_lots, self.inst)
+        jt = joint_target(self._h4_action, (float(m1_action[0]), float(m1_action[1])), acct.obs.max_lots,
+                          self.inst)
         verdict = validated_target(acct.validator, sim, jt.lots, acct.atr[self.i])
         if verdict.lots != sim.lots:
             sim.submit_target(verdict.lots)
-        was_flat = sim.lots == 0.0
-        eq0 = sim.equity
         self.i += 1
         fills = acct.bar(self.i)  # orders decided on bar i fill at bar i+1's open
-        if was_flat and sim.lots:
-            acct.entry_step = self.i
-        ret = (sim.equity - eq0) / self.cfg.cash
-        self._var7 += self._alpha7 * (ret * ret - self._var7)
         reward, breached = acct.reward()
-        self._max_lots = max_lots_for(sim.equity, sim.bid, self.inst, self.cfg.max_exposure)
         terminated = breached and self.cfg.terminate_on_breach
         truncated = self.i >= self.end and not terminated  # CRUCIAL: end of the window is not terminal
         info = {"bar": self.i, "h4_decision": decision, "m1_constraint_violation": jt.violation,
-                "validator": verdict.outcome, "target_fraction": jt.fraction, "h4_limit": self.limit,
-                "h4_bias": self.bias, "equity": sim.equity, "fills": len(fills),
+                "validator": verdict.outcome, "target_fraction": jt.fraction, "target_lots": jt.lots,
+                "h4_limit": self.limit, "h4_bias": self.bias, "equity": sim.equity, "fills": len(fills),
                 "h4_decision_due": (not terminated and not truncated) and self.h4_decision_due()}
         if breached:
             info["breach"] = acct.guard.new_breach.to_dict()
-        return (self._h4_obs(), self._m1_obs()), float(reward), terminated, truncated, info
+        return self._obs(), float(reward), terminated, truncated, info
 
 
 class HierarchicalParallelEnv(ParallelEnv):

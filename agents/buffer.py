@@ -1,0 +1,105 @@
+"""One replay buffer of joint H4 + M1 transitions, preallocated NumPy (no per-step allocation)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+# H4 action bins for balanced sampling: trend bias (short / neutral / long) x limit (low / mid / high)
+_BIAS_EDGES = np.array([-1 / 3, 1 / 3])
+_LIMIT_EDGES = np.array([-1 / 3, 1 / 3])
+
+
+def h4_bin(a_h4: np.ndarray) -> int:
+    return int(np.searchsorted(_BIAS_EDGES, a_h4[0]) * 3 + np.searchsorted(_LIMIT_EDGES, a_h4[1]))
+
+
+@dataclass(frozen=True)
+class Batch:
+    s: torch.Tensor  # shared state (critic input)
+    o_h4: torch.Tensor
+    o_m1: torch.Tensor  # M1 observation with the H4 action the M1 agent acted under
+    a_h4: torch.Tensor
+    a_m1: torch.Tensor
+    r: torch.Tensor
+    s2: torch.Tensor
+    o_h4_2: torch.Tensor
+    o_m1_2: torch.Tensor
+    done: torch.Tensor  # 1 on a terminal transition (breach), 0 on truncation: bootstrapping continues
+    h4_due_2: torch.Tensor  # 1 if the director decides again at the next state
+
+
+class JointReplayBuffer:
+    """Ring buffer of joint transitions.
+
+    :param capacity: transitions kept
+    :param state_dim: shared-state size (critic input)
+    :param h4_obs_dim: H4 observation size
+    :param m1_obs_dim: M1 observation size
+    """
+
+    def __init__(self, capacity: int, state_dim: int, h4_obs_dim: int, m1_obs_dim: int, act_dim: int = 2) -> None:
+        f = np.float32
+        self.capacity = capacity
+        self.s = np.zeros((capacity, state_dim), f)
+        self.s2 = np.zeros((capacity, state_dim), f)
+        self.o_h4 = np.zeros((capacity, h4_obs_dim), f)
+        self.o_h4_2 = np.zeros((capacity, h4_obs_dim), f)
+        self.o_m1 = np.zeros((capacity, m1_obs_dim), f)
+        self.o_m1_2 = np.zeros((capacity, m1_obs_dim), f)
+        self.a_h4 = np.zeros((capacity, act_dim), f)
+        self.a_m1 = np.zeros((capacity, act_dim), f)
+        self.r = np.zeros((capacity, 1), f)
+        self.done = np.zeros((capacity, 1), f)
+        self.h4_due_2 = np.zeros((capacity, 1), f)
+        self.bins = np.zeros(capacity, np.int8)
+        self.pos = 0
+        self.size = 0
+
+    def __len__(self) -> int:
+        return self.size
+
+    def add(self, s, o_h4, o_m1, a_h4, a_m1, r: float, s2, o_h4_2, o_m1_2, done: bool, h4_due_2: bool) -> None:
+        p = self.pos
+        self.s[p], self.o_h4[p], self.o_m1[p] = s, o_h4, o_m1
+        self.a_h4[p], self.a_m1[p] = a_h4, a_m1
+        self.r[p, 0], self.done[p, 0], self.h4_due_2[p, 0] = r, float(done), float(h4_due_2)
+        self.s2[p], self.o_h4_2[p], self.o_m1_2[p] = s2, o_h4_2, o_m1_2
+        self.bins[p] = h4_bin(a_h4)
+        self.pos = (p + 1) % self.capacity
+        self.size = min(self.size + 1, self.capacity)
+
+    def sample_indices(self, batch: int, rng: np.random.Generator, balanced_h4: bool = False) -> np.ndarray:
+        if not self.size:
+            raise ValueError("cannot sample from an empty buffer")
+        if not balanced_h4:
+            return rng.integers(0, self.size, batch)
+        bins = self.bins[: self.size]
+        present = np.unique(bins)
+        # equal share per H4 action bin present, then uniform within the bin
+        which = rng.choice(present, batch)
+        out = np.empty(batch, np.int64)
+        for b in present:
+            members = np.flatnonzero(bins == b)
+            k = np.flatnonzero(which == b)
+            out[k] = members[rng.integers(0, len(members), len(k))]
+        return out
+
+    def sample(self, batch: int, rng: np.random.Generator, balanced_h4: bool = False) -> Batch:
+        i = self.sample_indices(batch, rng, balanced_h4)
+        t = torch.from_numpy
+        return Batch(t(self.s[i]), t(self.o_h4[i]), t(self.o_m1[i]), t(self.a_h4[i]), t(self.a_m1[i]), t(self.r[i]),
+                     t(self.s2[i]), t(self.o_h4_2[i]), t(self.o_m1_2[i]), t(self.done[i]), t(self.h4_due_2[i]))
+
+    def state_dict(self) -> dict[str, np.ndarray | int]:
+        names = ("s", "s2", "o_h4", "o_h4_2", "o_m1", "o_m1_2", "a_h4", "a_m1", "r", "done", "h4_due_2", "bins")
+        return {**{k: getattr(self, k)[: self.size].copy() for k in names}, "pos": self.pos, "size": self.size}
+
+    def load_state_dict(self, d: dict) -> None:
+        n = int(d["size"])
+        for k, v in d.items():
+            if k not in ("pos", "size"):
+                getattr(self, k)[:n] = v
+        self.pos, self.size = int(d["pos"]), n

@@ -1,0 +1,122 @@
+"""The agents' observations: built by one object for the training envs and the Backtrader strategies.
+
+``ObservationBuilder.after_bar(i, sim)`` must be called once after every M1 bar the broker core processed
+(the env after ``sim.on_bar``, the strategy at the start of ``next``); the ``shared``/``h4``/``m1`` methods
+then read the account (``brokers.sim.ForexSim`` and its ``risk.drawdown.DrawdownGuard``) and the precomputed
+``features.context.MarketContext`` at bar ``i``. Everything is within +-``OBS_CLIP``.
+
+* shared state (24, the single-agent observation and the joint critic's state): the 16 M1 features, then
+  ``ACCOUNT_FEATURES``.
+* H4 director (22): the 16 features of the newest complete H4 bar, then equity change, total and daily
+  drawdown (fractions of their limits), 7-day portfolio volatility (EWMA of M1 equity returns, as daily %),
+  macro turbulence (``vix + max(0, -yield_curve)`` features: fear plus curve inversion), H4 ADX.
+* M1 executor (23): the 16 M1 features, then position (fraction of max lots), cash balance change, spread
+  cost (spread / H4 ATR), volume ratio (range-based substitute: our data have no volume), 15-minute
+  momentum (in H4 ATRs), and the director's limit and trend bias (slots ``M1_LIMIT_SLOT``, ``M1_BIAS_SLOT``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from brokers.instruments import Instrument
+from features.context import MarketContext
+from features.engine import FEATURE_NAMES, N_FEATURES
+from risk.actions import max_lots_for
+from risk.drawdown import DrawdownRules
+
+OBS_CLIP = 10.0
+ACCOUNT_FEATURES = ("position", "unrealised_pct", "equity_change", "daily_dd_ratio", "total_dd_ratio",
+                    "bars_in_position", "spread_atr", "margin_ratio")
+STATE_DIM = N_FEATURES + len(ACCOUNT_FEATURES)
+H4_OBS_DIM = N_FEATURES + 6
+M1_OBS_DIM = N_FEATURES + 7
+M1_LIMIT_SLOT, M1_BIAS_SLOT = N_FEATURES + 5, N_FEATURES + 6
+MOMENTUM_BARS = 15
+_ADX, _VIX, _YC = (FEATURE_NAMES.index(n) for n in ("adx", "vix", "yield_curve"))
+
+
+def _clip(x: float) -> float:
+    return OBS_CLIP if x > OBS_CLIP else (-OBS_CLIP if x < -OBS_CLIP else x)
+
+
+class ObservationBuilder:
+    """:param ctx: market context (features per M1 bar)
+    :param inst: the traded instrument
+    :param cash: initial balance (scales account features)
+    :param rules: drawdown rules (scale the drawdown features)
+    :param max_exposure: notional of a full-size action as a multiple of equity"""
+
+    def __init__(self, ctx: MarketContext, inst: Instrument, cash: float, rules: DrawdownRules,
+                 max_exposure: float) -> None:
+        self.ctx, self.inst, self.cash, self.rules, self.max_exposure = ctx, inst, cash, rules, max_exposure
+        self._c = ctx.close.tolist()
+        self._atr = ctx.h4_atr.tolist()
+        self._vol = ctx.volume_ratio.tolist()
+        self._alpha7 = 1.0 - 0.5 ** (1.0 / (7 * 1440))
+        for name in ("m1_features", "h4_features"):  # features arrive clipped; only account slots need it here
+            if len(ctx) and float(np.abs(getattr(ctx, name)).max()) > OBS_CLIP:
+                raise ValueError(f"{name} exceed +-{OBS_CLIP}: the feature spec's clip must not be larger")
+        self.reset()
+
+    def reset(self) -> None:
+        self.var7 = 0.0
+        self.entry_bar = 0
+        self.max_lots = 0.0
+        self._prev_equity: float | None = None
+        self._prev_lots = 0.0
+
+    def after_bar(self, i: int, sim) -> None:
+        """Update the running statistics with bar ``i``'s outcome."""
+        eq = sim.equity
+        if self._prev_equity is not None:
+            ret = (eq - self._prev_equity) / self.cash
+            self.var7 += self._alpha7 * (ret * ret - self.var7)
+        self._prev_equity = eq
+        if sim.lots and not self._prev_lots:
+            self.entry_bar = i
+        self._prev_lots = sim.lots
+        self.max_lots = max_lots_for(eq, sim.bid, self.inst, self.max_exposure)
+
+    def shared(self, i: int, sim, guard) -> np.ndarray:
+        out = np.empty(STATE_DIM, np.float32)
+        out[:N_FEATURES] = self.ctx.m1_features[i]
+        eq, r = sim.equity, self.rules
+        out[16] = _clip(sim.lots / self.max_lots if self.max_lots > 0 else 0.0)
+        out[17] = _clip(100.0 * (eq - sim.balance) / self.cash)
+        out[18] = _clip(10.0 * (eq / self.cash - 1.0))
+        out[19] = _clip(guard.daily_dd / r.daily_limit)
+        out[20] = _clip(guard.total_dd / r.total_limit)
+        out[21] = _clip(min(10.0, (i - self.entry_bar) / 1440.0) if sim.lots else 0.0)
+        atr = self._atr[i]
+        out[22] = _clip(sim.spread / atr if atr > 0 else 0.0)
+        out[23] = _clip(sim.margin_used / eq if eq > 0 else OBS_CLIP)
+        return out
+
+    def h4(self, i: int, sim, guard) -> np.ndarray:
+        f = self.ctx.h4_features[i]
+        out = np.empty(H4_OBS_DIM, np.float32)
+        out[:N_FEATURES] = f
+        out[16] = _clip(10.0 * (sim.equity / self.cash - 1.0))
+        out[17] = _clip(guard.total_dd / self.rules.total_limit)
+        out[18] = _clip(guard.daily_dd / self.rules.daily_limit)
+        out[19] = _clip(100.0 * math.sqrt(self.var7 * 1440.0))
+        out[20] = _clip(f[_VIX] + max(0.0, -float(f[_YC])))
+        out[21] = _clip(f[_ADX])
+        return out
+
+    def m1(self, i: int, sim, limit: float, bias: float) -> np.ndarray:
+        out = np.empty(M1_OBS_DIM, np.float32)
+        out[:N_FEATURES] = self.ctx.m1_features[i]
+        out[16] = _clip(sim.lots / self.max_lots if self.max_lots > 0 else 0.0)
+        out[17] = _clip(10.0 * (sim.balance / self.cash - 1.0))
+        atr = self._atr[i]
+        out[18] = _clip(sim.spread / atr if atr > 0 else 0.0)
+        out[19] = _clip(self._vol[i])
+        c = self._c
+        out[20] = _clip((c[i] - c[max(0, i - MOMENTUM_BARS)]) / atr if atr > 0 else 0.0)
+        out[M1_LIMIT_SLOT] = _clip(limit)
+        out[M1_BIAS_SLOT] = _clip(bias)
+        return out
