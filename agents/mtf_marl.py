@@ -86,7 +86,12 @@ class MTFMARL:
         noise = (torch.randn_like(a) * self.cfg.target_noise).clamp(-self.cfg.noise_clip, self.cfg.noise_clip)
         return (a + noise).clamp(-1.0, 1.0)
 
-    def update(self, b: Batch) -> dict[str, float]:
+    def update(self, b: Batch, h4_batch: Batch | None = None) -> dict[str, float]:
+        """One critic update on ``b`` (and an actor update every ``policy_delay``).
+
+        ``h4_batch`` is the separate-buffers ablation: the H4 actor then learns only from its own buffer
+        (transitions at its decisions), not from the shared joint experience.
+        """
         cfg = self.cfg
         with torch.no_grad():
             fresh = self._smooth(self.h4_t(b.o_h4_2))
@@ -100,9 +105,10 @@ class MTFMARL:
         critic_loss.backward()
         self.opt_critic.step()
         self.updates += 1
-        out = {"critic_loss": float(critic_loss), "q_mean": float(q1.mean())}
+        out = {"critic_loss": critic_loss.item(), "q_mean": q1.detach().mean().item()}
         if self.updates % cfg.policy_delay == 0:
-            h4_loss = -self.critic.q1_only(b.s, self.h4(b.o_h4), b.a_m1).mean()
+            hb = b if h4_batch is None else h4_batch
+            h4_loss = -self.critic.q1_only(hb.s, self.h4(hb.o_h4), hb.a_m1).mean()
             self.opt_h4.zero_grad(set_to_none=True)
             h4_loss.backward()
             self.opt_h4.step()
@@ -114,7 +120,7 @@ class MTFMARL:
                 for net, tgt in ((self.h4, self.h4_t), (self.m1, self.m1_t), (self.critic, self.critic_t)):
                     for p, pt in zip(net.parameters(), tgt.parameters(), strict=True):
                         pt.mul_(1.0 - cfg.tau).add_(p, alpha=cfg.tau)
-            out |= {"h4_actor_loss": float(h4_loss), "m1_actor_loss": float(m1_loss)}
+            out |= {"h4_actor_loss": h4_loss.item(), "m1_actor_loss": m1_loss.item()}
         return out
 
     # ------------------------------------------------------------ persistence

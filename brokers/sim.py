@@ -281,7 +281,7 @@ class ForexSim:
             self._next_roll, self._roll_weekday = next_rollover(self._next_roll)
         if self.guard is not None:
             self.guard.before_bar(self, minute)
-        self.equity_stop_fired = False
+        self.equity_stop_fired = self.equity_stop_gap = False
 
         # 2. pending market orders at the open
         if self._pending:

@@ -62,9 +62,18 @@ class DrawdownRules:
 
     @classmethod
     def from_config(cls, **overrides: object) -> DrawdownRules:
-        """Defaults from ``configs/drawdown.yaml``; ``None`` overrides are ignored."""
+        """Defaults from ``configs/drawdown.yaml``; ``None`` overrides are ignored.
+
+        A daily limit tighter than the configured soft zone (``--daily-limit 0.02`` with a 3 % soft zone)
+        scales the soft zone with it, keeping the configured soft_zone / daily_limit ratio, unless
+        ``soft_zone`` is given too.
+        """
         base = cls(**load_yaml("drawdown"))
-        return replace(base, **{k: v for k, v in overrides.items() if v is not None})
+        given = {k: v for k, v in overrides.items() if v is not None}
+        daily = given.get("daily_limit")
+        if "soft_zone" not in given and daily is not None and base.soft_zone > daily:
+            given["soft_zone"] = base.soft_zone / base.daily_limit * float(daily)
+        return replace(base, **given)
 
     @property
     def total_soft_zone(self) -> float:
@@ -150,6 +159,7 @@ class DrawdownGuard:
         self.halted_for_good = False
         self.breaches = []
         self._next_boundary = -1
+        self._breached = False  # a breach is already recorded for this day (for good after a total one)
         self.new_breach: Breach | None = None
 
     # ----------------------------------------------------------------- hooks
@@ -159,6 +169,7 @@ class DrawdownGuard:
             if self._next_boundary >= 0:  # the balance/equity at the boundary = at the last close
                 self.day_ref = sim.balance
                 self.day_peak = sim.equity
+                self._breached = self.halted_for_good
             self._next_boundary = next_day_boundary(minute, self.rules)
         daily, total = floors(self.rules, self.initial, self.day_ref, self.peak, self.day_peak)
         self.binding = "total" if total >= daily else "daily"
@@ -180,8 +191,12 @@ class DrawdownGuard:
             self.soft_zone_entries += 1
         self.in_soft_zone = soft
         self.new_breach = None
-        if sim.equity_stop_fired or worst < self.floor - _TOL * self.initial:
+        # a stop that fires is a new breach; equity merely staying below the floor (flat after a gap) is not
+        if sim.equity_stop_fired or (worst < self.floor - _TOL * self.initial and not self._breached):
+            self._breached = True
             kind = self.binding
+            if t > r.total_limit + _TOL:  # a gap past both floors is a total breach, whichever was binding
+                kind = "total"
             self.new_breach = Breach(minute, kind, d if kind == "daily" else t,
                                      r.daily_limit if kind == "daily" else r.total_limit, sim.equity_stop_gap)
             self.breaches.append(self.new_breach)

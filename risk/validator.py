@@ -54,7 +54,8 @@ class PreTradeValidator:
             return Verdict("allow", target, None)  # no change, or a reduction
         if not atr > 0.0:
             self.blocked += 1
-            return Verdict("block", current, f"no valid ATR ({atr}) to size the worst case")
+            keep = 0.0 if target * current < 0 else current  # a blocked flip still closes the old side
+            return Verdict("block", keep, f"no valid ATR ({atr}) to size the worst case")
         safe = self.max_safe_lots(equity, floor, price, spread, atr)
         if abs(target) <= safe:
             return Verdict("allow", target, None)

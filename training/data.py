@@ -1,0 +1,34 @@
+"""Market contexts for training and evaluation periods, split at long data gaps (missing years)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from features.context import MarketContext, build_context
+from feeds.loaders import load_bars
+from feeds.macro import load_macro
+from feeds.paths import fx_data_dir
+
+MAX_GAP = pd.Timedelta(days=7)
+
+
+def segments(m1: pd.DataFrame, max_gap: pd.Timedelta = MAX_GAP) -> list[pd.DataFrame]:
+    """Split bars where the data stop for longer than ``max_gap`` (e.g. a year with no file)."""
+    cuts = [0, *(np.flatnonzero(np.diff(m1.index.asi8) > max_gap.value) + 1).tolist(), len(m1)]
+    return [m1.iloc[a:b] for a, b in zip(cuts[:-1], cuts[1:], strict=True) if b > a]
+
+
+def period_contexts(symbol: str, start: str, end: str, data: str | Path | None = None,
+                    h4_offset_minutes: int = 0) -> list[MarketContext]:
+    """One context per contiguous segment of ``symbol`` bars in [start, end]; segments too short to
+    finish the feature warm-up are dropped."""
+    m1 = load_bars(Path(data) if data else fx_data_dir(), symbol=symbol, start=start, end=end)
+    macro = load_macro()
+    out = [build_context(part, macro, h4_offset_minutes) for part in segments(m1)]
+    out = [c for c in out if len(c) - c.first_ready > 1440]
+    if not out:
+        raise ValueError(f"{symbol} {start}..{end}: no segment long enough after the feature warm-up")
+    return out

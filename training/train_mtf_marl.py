@@ -1,0 +1,300 @@
+"""Train the MTF-MARL agents (H4 director + M1 executor, joint TD3 critic, one shared replay buffer).
+
+    python -m training.train_mtf_marl --total-steps 300000 --out runs/train-mtf_marl
+
+Reads top to bottom like a CleanRL script, but the env, broker, features, rewards and the learner are
+imported from the shared modules. Checkpoints are written at episode boundaries (so a resume starts from
+a fresh episode with every random generator restored, and continues exactly as an uninterrupted run).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+import tyro
+from tqdm import tqdm
+
+from agents.buffer import JointReplayBuffer
+from agents.checkpoint import load_checkpoint, save_checkpoint
+from agents.mtf_marl import MTFMARL, MTFMARLConfig
+from agents.networks import NumpyActor
+from agents.observations import H4_OBS_DIM, M1_BIAS_SLOT, M1_LIMIT_SLOT, M1_OBS_DIM, STATE_DIM
+from features.context import H4_SPEC
+from features.engine import DEFAULT_SPEC
+from feeds.paths import REPO_ROOT
+from training.common import EnvConfig
+from training.data import period_contexts
+from training.evaluate import evaluate_hierarchical
+from training.hier_env import HierarchicalForexEnv
+
+log = logging.getLogger(__name__)
+ALGORITHM = "mtf_marl"
+
+
+@dataclass
+class Args:
+    symbol: str = "EURUSD"
+    """instrument to train on"""
+    train_start: str = "2017-01-01"
+    """first day of the training period (UTC)"""
+    train_end: str = "2022-12-31"
+    """last day of the training period"""
+    val_start: str = "2023-01-01"
+    """first day of the validation period"""
+    val_end: str = "2023-12-31"
+    """last day of the validation period"""
+    data: str = ""
+    """M1 data file or folder (default: $MTF_DATA_DIR or ../shared/data/fx)"""
+    total_steps: int = 300_000
+    """environment steps (M1 bars) to train for"""
+    learning_starts: int = 10_000
+    """random-action steps before learning"""
+    update_every: int = 2
+    """environment steps per gradient update"""
+    batch_size: int = 256
+    """minibatch size"""
+    buffer_size: int = 300_000
+    """replay capacity (joint transitions)"""
+    buffer: Literal["shared", "separate"] = "shared"
+    """shared: one buffer + joint critic; separate: two independent TD3 learners, each with its own buffer"""
+    balanced_h4: bool = False
+    """sample the buffer balanced over H4 action bins"""
+    expl_noise: float = 0.2
+    """std of Gaussian exploration noise on both actors"""
+    episode_bars: int = 1440 * 5
+    """M1 bars per training episode"""
+    max_exposure: float = 10.0
+    """notional of a full-size position, multiple of equity"""
+    eval_every: int = 50_000
+    """steps between validation runs (at the next episode boundary)"""
+    eval_bars: int = 0
+    """bars of each validation segment to use (0 = all)"""
+    checkpoint_every: int = 50_000
+    """steps between resumable checkpoints (at the next episode boundary)"""
+    seed: int = 0
+    """seed of every random generator"""
+    out: str = ""
+    """output folder (default runs/train-mtf_marl-<UTC time>)"""
+    resume: str = ""
+    """a checkpoint folder written by this script (its ``last`` subfolder) to continue from"""
+    torch_threads: int = 1
+    """torch CPU threads (1 is fastest for these small networks and keeps runs reproducible)"""
+    tensorboard: bool = True
+    """write TensorBoard logs to OUT/tb"""
+    progress: bool = True
+    """show a progress bar"""
+
+
+def _env_config(args: Args) -> EnvConfig:
+    return EnvConfig(symbol=args.symbol, episode_bars=args.episode_bars, max_exposure=args.max_exposure)
+
+
+def manifest(args: Args, step: int, extra: dict | None = None) -> dict:
+    return {"algorithm": ALGORITHM, "feature_spec": DEFAULT_SPEC.to_dict(), "h4_feature_spec": H4_SPEC.to_dict(),
+            "obs": {"state": STATE_DIM, "h4": H4_OBS_DIM, "m1": M1_OBS_DIM,
+                    "m1_h4_slots": [M1_LIMIT_SLOT, M1_BIAS_SLOT]},
+            "symbol": args.symbol, "train_period": [args.train_start, args.train_end],
+            "val_period": [args.val_start, args.val_end], "args": asdict(args),
+            "env_config": {k: v for k, v in asdict(_env_config(args)).items() if k != "rules"}
+            | {"rules": _env_config(args).rules.to_dict()},
+            "learner_config": MTFMARLConfig().to_dict(), "seed": args.seed, "step": step, **(extra or {})}
+
+
+class Trainer:
+    """The training state: learner(s), buffer(s), envs and every random generator."""
+
+    def __init__(self, args: Args) -> None:
+        self.args = args
+        torch.manual_seed(args.seed)
+        self.rng = np.random.default_rng(args.seed)
+        self.cfg = _env_config(args)
+        self.train_ctx = period_contexts(args.symbol, args.train_start, args.train_end, args.data or None)
+        self.val_ctx = period_contexts(args.symbol, args.val_start, args.val_end, args.data or None)
+        self.envs = [HierarchicalForexEnv(c, self.cfg) for c in self.train_ctx]
+        for k, env in enumerate(self.envs):
+            env.np_random = np.random.default_rng([args.seed, k])
+        lengths = np.array([len(c) - c.first_ready for c in self.train_ctx], float)
+        self.env_p = lengths / lengths.sum()
+        self.learner = MTFMARL(STATE_DIM, H4_OBS_DIM, M1_OBS_DIM, (M1_LIMIT_SLOT, M1_BIAS_SLOT))
+        cap = min(args.buffer_size, args.total_steps)
+        self.buffer = JointReplayBuffer(cap, STATE_DIM, H4_OBS_DIM, M1_OBS_DIM)
+        if args.buffer == "separate":
+            # no shared experience: each agent samples its own buffer (the H4 one holds only its decisions)
+            self.h4_buffer = JointReplayBuffer(max(1, cap // 60), STATE_DIM, H4_OBS_DIM, M1_OBS_DIM)
+        self.step = 0
+        self.best_score = -np.inf
+        self.history: list[dict] = []
+
+    # ------------------------------------------------------------ persistence
+    def state_tensors(self) -> dict:
+        t = {name: m.state_dict() for name, m in self.learner.modules(full=True).items()}
+        t["torch_rng"] = torch.get_rng_state()
+        t["buffer"] = {k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v
+                       for k, v in self.buffer.state_dict().items()}
+        if self.args.buffer == "separate":
+            t["h4_buffer"] = {k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v
+                              for k, v in self.h4_buffer.state_dict().items()}
+        return t
+
+    def rng_state(self) -> dict:
+        return {"trainer": self.rng.bit_generator.state,
+                "envs": [e.np_random.bit_generator.state for e in self.envs],
+                "updates": self.learner.updates, "best_score": self.best_score, "history": self.history}
+
+    def save(self, path: Path) -> None:
+        save_checkpoint(path, self.state_tensors(), manifest(self.args, self.step, {"rng": self.rng_state()}))
+
+    def load(self, path: Path) -> None:
+        tensors, man = load_checkpoint(path, DEFAULT_SPEC.to_dict(), ALGORITHM)
+        for name, m in self.learner.modules(full=True).items():
+            m.load_state_dict(tensors[name])
+        torch.set_rng_state(tensors["torch_rng"])
+        self.buffer.load_state_dict({k: v.numpy() if torch.is_tensor(v) else v for k, v in tensors["buffer"].items()})
+        if self.args.buffer == "separate":
+            self.h4_buffer.load_state_dict(
+                {k: v.numpy() if torch.is_tensor(v) else v for k, v in tensors["h4_buffer"].items()})
+        st = man["rng"]
+        self.rng.bit_generator.state = st["trainer"]
+        for e, s in zip(self.envs, st["envs"], strict=True):
+            e.np_random.bit_generator.state = s
+        self.learner.updates = st["updates"]
+        self.best_score = st["best_score"]
+        self.history = st["history"]
+        self.step = man["step"]
+
+    # ----------------------------------------------------------- evaluation
+    def evaluate(self) -> dict:
+        h4, m1 = NumpyActor(self.learner.h4), NumpyActor(self.learner.m1)
+        res = evaluate_hierarchical(self.val_ctx, self.cfg, h4, m1, self.args.eval_bars)
+        # validation score: Sharpe, heavily penalised for drawdown breaches
+        res["score"] = res["sharpe"] - 5.0 * res["breaches"]
+        res["step"] = self.step
+        res["updates"] = self.learner.updates
+        return res
+
+
+def _noisy(a: np.ndarray, std: float, rng: np.random.Generator) -> np.ndarray:
+    return np.clip(a + rng.normal(0.0, std, a.shape), -1.0, 1.0).astype(np.float32)
+
+
+def main(args: Args) -> dict:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    torch.set_num_threads(args.torch_threads)
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
+    out = Path(args.out) if args.out else REPO_ROOT / "runs" / f"train-{ALGORITHM}-{stamp}"
+    out.mkdir(parents=True, exist_ok=True)
+    tr = Trainer(args)
+    if args.resume:
+        tr.load(Path(args.resume))
+        log.info("resumed from %s at step %d", args.resume, tr.step)
+    writer = None
+    if args.tensorboard:
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(str(out / "tb"))
+    learner, rng, a = tr.learner, tr.rng, args
+    bar = tqdm(total=a.total_steps, initial=tr.step, disable=not a.progress, unit="step")
+    next_eval = (tr.step // a.eval_every + 1) * a.eval_every
+    next_ckpt = (tr.step // a.checkpoint_every + 1) * a.checkpoint_every
+    t0 = time.perf_counter()
+    ep_reward, episodes = 0.0, 0
+
+    def new_episode() -> tuple[HierarchicalForexEnv, np.ndarray, np.ndarray]:
+        env = tr.envs[int(rng.choice(len(tr.envs), p=tr.env_p))]
+        (o_h4, _), _ = env.reset()
+        return env, o_h4, env.shared_state()
+
+    def validate() -> None:
+        res = tr.evaluate()
+        tr.history.append(res)
+        log.info("eval at step %d: %s", tr.step, json.dumps({k: round(v, 4) for k, v in res.items()}))
+        if writer is not None:
+            for k, v in res.items():
+                writer.add_scalar(f"val/{k}", v, tr.step)
+        if res["score"] > tr.best_score:  # keep the best policy by validation score
+            tr.best_score = res["score"]
+            save_checkpoint(out / "best", {n: m.state_dict() for n, m in learner.modules(full=False).items()},
+                            manifest(a, tr.step, {"validation": res}))
+
+    env, o_h4, s = new_episode()
+    a_h4 = None
+    while tr.step < a.total_steps:
+        # --- act: the director only when an H4 bar has completed; the executor every minute
+        due = env.h4_decision_due()
+        if due:
+            a_h4 = (rng.uniform(-1, 1, 2).astype(np.float32) if tr.step < a.learning_starts
+                    else _noisy(NumpyActor(learner.h4)(o_h4), a.expl_noise, rng))
+        o_m1 = env.m1_obs(a_h4)  # the M1 agent sees the director's decision of this very step
+        if tr.step < a.learning_starts:
+            a_m1 = rng.uniform(-1, 1, 2).astype(np.float32)
+        else:
+            with torch.inference_mode():
+                a_m1 = learner.m1(torch.from_numpy(o_m1).unsqueeze(0))[0].numpy()
+            a_m1 = _noisy(a_m1, a.expl_noise, rng)
+        (o_h4_2, o_m1_2), r, term, trunc, info = env.step(a_h4, a_m1)
+        s2 = env.shared_state()
+        due2 = env.h4_decision_due()
+        # CRUCIAL: only a breach is terminal; the end of the window (trunc) still bootstraps from s2
+        tr.buffer.add(s, o_h4, o_m1, a_h4, a_m1, r, s2, o_h4_2, o_m1_2, term, due2)
+        if a.buffer == "separate" and due:  # the director's own experience: its decision points only
+            tr.h4_buffer.add(s, o_h4, o_m1, a_h4, a_m1, r, s2, o_h4_2, o_m1_2, term, due2)
+        ep_reward += r
+        tr.step += 1
+        bar.update(1)
+        s, o_h4 = s2, o_h4_2
+        # --- learn
+        if tr.step >= a.learning_starts and tr.step % a.update_every == 0:
+            batch = tr.buffer.sample(a.batch_size, rng, a.balanced_h4)
+            h4_batch = tr.h4_buffer.sample(a.batch_size, rng, a.balanced_h4) if a.buffer == "separate" else None
+            losses = learner.update(batch, h4_batch)
+            if writer is not None and learner.updates % 500 == 0:
+                for k, v in losses.items():
+                    writer.add_scalar(f"loss/{k}", v, tr.step)
+        if writer is not None and tr.step % 1000 == 0:
+            writer.add_scalar("actions/h4_trend_bias", float(a_h4[0]), tr.step)
+            writer.add_scalar("actions/h4_limit", float(info["h4_limit"]), tr.step)
+            writer.add_scalar("actions/m1_entry", float(a_m1[0]), tr.step)
+            writer.add_scalar("actions/m1_exit_confidence", float(a_m1[1]), tr.step)
+        if term or trunc:
+            episodes += 1
+            if writer is not None:
+                g = env.acct.guard
+                writer.add_scalar("episode/reward", ep_reward, tr.step)
+                for k, v in env.acct.reward_parts.items():
+                    writer.add_scalar(f"episode/reward_{k}", v, tr.step)
+                writer.add_scalar("cmdp/breaches", len(g.breaches), tr.step)
+                writer.add_scalar("cmdp/soft_zone_entries", g.soft_zone_entries, tr.step)
+                writer.add_scalar("cmdp/validator_blocked", env.acct.validator.blocked, tr.step)
+            ep_reward = 0.0
+            # episode boundary: the only place where evaluation and checkpoints happen (exact resume)
+            if tr.step >= next_eval or tr.step >= a.total_steps:
+                validate()
+                next_eval = (tr.step // a.eval_every + 1) * a.eval_every
+            if tr.step >= next_ckpt or tr.step >= a.total_steps:
+                tr.save(out / "last")
+                next_ckpt = (tr.step // a.checkpoint_every + 1) * a.checkpoint_every
+            env, o_h4, s = new_episode()
+    bar.close()
+    if not tr.history or tr.history[-1]["step"] != tr.step:
+        validate()
+    tr.save(out / "last")
+    elapsed = time.perf_counter() - t0
+    summary = {"steps": tr.step, "updates": learner.updates, "episodes": episodes, "elapsed_s": round(elapsed, 1),
+               "best_score": tr.best_score, "final_validation": tr.history[-1], "history": tr.history,
+               "args": asdict(a)}
+    (out / "train_summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    if writer is not None:
+        writer.close()
+    return summary
+
+
+if __name__ == "__main__":
+    main(tyro.cli(Args))
