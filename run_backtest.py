@@ -38,6 +38,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--total-limit", type=float, default=None, help="total drawdown limit, fraction (0.10)")
     p.add_argument("--on-excess", choices=("shrink", "block"), default="shrink",
                    help="pre-trade validator: shrink an unsafe size to the largest safe one, or block it")
+    p.add_argument("--checkpoint", type=Path, default=None,
+                   help="agent checkpoint folder (mtf_marl, td3; default: the pretrained one in checkpoints/)")
     p.add_argument("--out", type=Path, default=None, help="output folder (default runs/<strategy>-<symbol>-<time>)")
     p.add_argument("--no-tearsheet", action="store_true", help="skip the HTML tearsheet")
     p.add_argument("--no-progress", action="store_true")
@@ -70,7 +72,13 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    params = {"seed": args.seed} if "seed" in STRATEGIES[args.strategy].params._getkeys() else {}
+    keys = STRATEGIES[args.strategy].params._getkeys()
+    params = {"seed": args.seed} if "seed" in keys else {}
+    if args.checkpoint is not None:
+        if "checkpoint" not in keys:
+            print(f"error: --checkpoint does not apply to {args.strategy}", file=sys.stderr)
+            return 2
+        params["checkpoint"] = args.checkpoint
     cfg = BacktestConfig(symbol=inst.symbol, cash=args.cash, leverage=args.leverage, seed=args.seed,
                          h4_offset_minutes=args.h4_offset, rules=rules, on_excess=args.on_excess,
                          strategy_params=params)
@@ -80,9 +88,11 @@ def main(argv: list[str] | None = None) -> int:
         if n % 4096 == 0:
             bar.update(n - bar.n)
 
+    from agents.checkpoint import CheckpointError
+
     try:
         res = run_backtest(args.strategy, m1, cfg, on_bar=progress)
-    except (DataError, ValueError) as e:
+    except (DataError, ValueError, CheckpointError) as e:
         bar.close()
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -44,8 +44,8 @@ class MTFMARLConfig:
     policy_delay: int = 2
     target_noise: float = 0.2
     noise_clip: float = 0.5
-    hidden: tuple[int, ...] = (128, 128)
-    critic_hidden: tuple[int, ...] = (128, 128)
+    hidden: tuple[int, ...] = (64, 64)
+    critic_hidden: tuple[int, ...] = (64, 64)
 
     def to_dict(self) -> dict:
         return asdict(self)

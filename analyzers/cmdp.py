@@ -25,6 +25,8 @@ class CmdpAnalyzer(bt.Analyzer):
         self.validator: PreTradeValidator | None = self.p.validator
         self.soft_zone_times: list[str] = []
         self._was_soft = False
+        self.daily_dd: list[float] = []  # per M1 bar, at the bar's worst price, for the drawdown plot
+        self.total_dd: list[float] = []
 
     def start(self) -> None:
         sim = self.strategy.broker.sim
@@ -34,6 +36,8 @@ class CmdpAnalyzer(bt.Analyzer):
 
     def next(self) -> None:
         g = self.guard
+        self.daily_dd.append(g.daily_dd)
+        self.total_dd.append(g.total_dd)
         if g.in_soft_zone and not self._was_soft:
             self.soft_zone_times.append(self.data.datetime.datetime(0).isoformat())
         self._was_soft = g.in_soft_zone

@@ -7,9 +7,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
-from reports import metrics
+from reports import metrics, plots
 from reports.tearsheet import buy_hold_returns, write_tearsheet
 from strategies.backtest import BacktestResult
 
@@ -64,6 +65,15 @@ def write_outputs(res: BacktestResult, out: Path, tearsheet: bool = True,
     if len(fills):
         fills.insert(0, "datetime", pd.to_datetime(fills["minute"], unit="m", utc=True))
     fills.to_csv(out / "fills.csv", index=False)
+    strat = res.strategy_obj
+    if hasattr(strat, "coordination"):  # agent strategies: coordination metrics and plots
+        summary["coordination"] = strat.coordination()
+        (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+        plots.plot_h4_limit(res.index, strat.decisions, out / "h4_limit.png")
+        plots.plot_m1_vs_limit(res.index, strat.entries, out / "m1_entry_vs_h4_limit.png")
+    cmdp = strat.analyzers.cmdp
+    plots.plot_drawdown(res.index, np.asarray(cmdp.daily_dd), np.asarray(cmdp.total_dd), res.cmdp["daily_limit"],
+                        res.cmdp["total_limit"], res.cmdp["soft_zone"], res.cmdp["mode"], out / "drawdown.png")
     if tearsheet:
         rets = metrics.daily_returns(res.index, res.equity, res.config.cash)
         bench = buy_hold_returns(res.index, res.close)

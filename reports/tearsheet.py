@@ -29,6 +29,14 @@ def write_tearsheet(returns: pd.Series, benchmark: pd.Series, path: Path, title:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        qs.reports.html(returns, benchmark=benchmark, output=str(path), title=title,
-                        benchmark_title="buy & hold", download_filename=str(path))
+        try:
+            qs.reports.html(returns, benchmark=benchmark, output=str(path), title=title,
+                            benchmark_title="buy & hold", download_filename=str(path))
+        except ValueError as e:  # QuantStats cannot regress a strategy that never moved (all-zero returns)
+            if returns.abs().sum() > 0:
+                raise
+            logging.getLogger(__name__).warning("flat equity, tearsheet without statistics: %s", e)
+            path.write_text(f"<html><head><title>{title}</title></head><body><h1>{title}</h1>"
+                            "<p>The strategy never changed its equity (no trades, or all trades blocked), "
+                            "so QuantStats has nothing to compute. See summary.json.</p></body></html>\n")
     return path

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from strategies.base import FxStrategy
+from strategies.mtf_marl import MtfMarl
 from strategies.random_agent import RandomAgent
 from strategies.rules import BuyHold, SmaCross
 
@@ -10,6 +11,7 @@ STRATEGIES: dict[str, type[FxStrategy]] = {
     "buy_hold": BuyHold,
     "sma_cross": SmaCross,
     "random": RandomAgent,
+    "mtf_marl": MtfMarl,
 }
 
 __all__ = ["STRATEGIES", "FxStrategy", "get_strategy"]
