@@ -99,6 +99,8 @@ class JointReplayBuffer:
 
     def load_state_dict(self, d: dict) -> None:
         n = int(d["size"])
+        if n > self.capacity:
+            raise ValueError(f"saved buffer holds {n} transitions, capacity is {self.capacity}")
         for k, v in d.items():
             if k not in ("pos", "size"):
                 getattr(self, k)[:n] = v

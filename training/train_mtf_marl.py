@@ -3,8 +3,10 @@
     python -m training.train_mtf_marl --total-steps 300000 --out runs/train-mtf_marl
 
 Reads top to bottom like a CleanRL script, but the env, broker, features, rewards and the learner are
-imported from the shared modules. Checkpoints are written at episode boundaries (so a resume starts from
-a fresh episode with every random generator restored, and continues exactly as an uninterrupted run).
+imported from the shared modules. Checkpoints are written at episode boundaries, so a resume starts a
+fresh episode with every random generator, the replay buffer and the optimisers restored, and continues
+exactly as the uninterrupted run would (``tests/test_mtf_marl.py`` checks it). Only a run stopped by
+``--total-steps`` inside an episode resumes with that episode restarted.
 """
 
 from __future__ import annotations
@@ -124,7 +126,7 @@ class Trainer:
         lengths = np.array([len(c) - c.first_ready for c in self.train_ctx], float)
         self.env_p = lengths / lengths.sum()
         self.learner = MTFMARL(STATE_DIM, H4_OBS_DIM, M1_OBS_DIM, (M1_LIMIT_SLOT, M1_BIAS_SLOT))
-        cap = min(args.buffer_size, args.total_steps)
+        cap = args.buffer_size  # not capped by total_steps: a resumed run must keep the same ring buffer
         self.buffer = JointReplayBuffer(cap, STATE_DIM, H4_OBS_DIM, M1_OBS_DIM)
         if args.buffer == "separate":
             # no shared experience: each agent samples its own buffer (the H4 one holds only its decisions)
@@ -226,6 +228,7 @@ def main(args: Args) -> dict:
 
     env, o_h4, s = new_episode()
     a_h4 = None
+    saved_at = -1
     while tr.step < a.total_steps:
         # --- act: the director only when an H4 bar has completed; the executor every minute
         due = env.h4_decision_due()
@@ -280,12 +283,15 @@ def main(args: Args) -> dict:
                 next_eval = (tr.step // a.eval_every + 1) * a.eval_every
             if tr.step >= next_ckpt or tr.step >= a.total_steps:
                 tr.save(out / "last")
+                saved_at = tr.step
                 next_ckpt = (tr.step // a.checkpoint_every + 1) * a.checkpoint_every
-            env, o_h4, s = new_episode()
+            if tr.step < a.total_steps:
+                env, o_h4, s = new_episode()
     bar.close()
     if not tr.history or tr.history[-1]["step"] != tr.step:
         validate()
-    tr.save(out / "last")
+    if saved_at != tr.step:  # stopped inside an episode: resuming from here restarts that episode
+        tr.save(out / "last")
     elapsed = time.perf_counter() - t0
     summary = {"steps": tr.step, "updates": learner.updates, "episodes": episodes, "elapsed_s": round(elapsed, 1),
                "best_score": tr.best_score, "final_validation": tr.history[-1], "history": tr.history,
