@@ -7,13 +7,17 @@ Runners (all in one process, on the same bars; loading the CSV is not timed):
   wall time of ``cerebro.run()``.
 * ``sma_cross``: ``strategies.backtest.run_backtest("sma_cross", ...)`` through our forex broker;
   wall time of the whole call (feed building included).
+* ``mtf_marl``: ``run_backtest("mtf_marl", ...)`` with the MTF-MARL checkpoint of ``--checkpoint`` (default:
+  ``checkpoints/mtf_marl_eurusd`` when present and loadable, else a fresh untrained one in a temporary
+  folder: weights do not change the cost); wall time of the whole call (context building included).
 
 Usage::
 
     python benchmarks/bench_backtest.py --symbol EURUSD --year 2024 [--bars 100000] [--repeat 3]
 
 The last line printed is one JSON object:
-``{"bars": N, "bt_resample_noop_bars_per_s": X, "sma_cross_bars_per_s": Y, "ratio": Y/X}``.
+``{"bars": N, "bt_resample_noop_bars_per_s": X, "sma_cross_bars_per_s": Y, "ratio": Y/X,
+"mtf_marl_bars_per_s": Z, "mtf_marl_ratio": Z/X}``.
 To add a runner, write ``def f(m1, symbol) -> float`` (seconds) and add it to ``RUNNERS``.
 """
 
@@ -32,6 +36,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 import backtrader as bt
 import pandas as pd
 
+from benchmarks.bench_latency import checkpoint_path
 from feeds.loaders import load_bars
 from feeds.paths import fx_data_dir
 from strategies.backtest import BacktestConfig, run_backtest
@@ -65,10 +70,24 @@ def run_sma_cross(m1: pd.DataFrame, symbol: str) -> float:
     return time.perf_counter() - t0
 
 
+_MTF_CHECKPOINT: list[str] = []  # resolved once in main()
+
+
+def run_mtf_marl(m1: pd.DataFrame, symbol: str) -> float:
+    """Ours: run_backtest("mtf_marl") with an MTF-MARL checkpoint, context building included."""
+    if not _MTF_CHECKPOINT:
+        _MTF_CHECKPOINT.append(str(checkpoint_path(None, symbol)[0]))
+    cfg = BacktestConfig(symbol=symbol, strategy_params={"checkpoint": _MTF_CHECKPOINT[0]})
+    t0 = time.perf_counter()
+    run_backtest("mtf_marl", m1, cfg)
+    return time.perf_counter() - t0
+
+
 # name -> runner(m1, symbol) -> seconds. Each adds "<name>_bars_per_s" to the JSON line.
 RUNNERS: dict[str, Callable[[pd.DataFrame, str], float]] = {
     "bt_resample_noop": run_bt_resample_noop,
     "sma_cross": run_sma_cross,
+    "mtf_marl": run_mtf_marl,
 }
 
 
@@ -85,6 +104,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="use only the first N M1 bars (sma_cross needs >= ~10000: "
                          "fewer than 30 H4 bars crash Backtrader's runonce SMA)")
     ap.add_argument("--repeat", type=int, default=1, help="best of N runs per runner")
+    ap.add_argument("--checkpoint", default=None,
+                    help="MTF-MARL checkpoint for the mtf_marl runner (default: committed one, else fresh untrained)")
     ap.add_argument("--only", nargs="*", choices=sorted(RUNNERS), help="run only these runners")
     args = ap.parse_args(argv)
 
@@ -93,6 +114,11 @@ def main(argv: list[str] | None = None) -> int:
     n = len(m1)
     print(f"loaded {n} {args.symbol} M1 bars of {args.year} "
           f"({m1.index[0]} .. {m1.index[-1]}) in {time.perf_counter() - t0:.1f}s (not timed)")
+
+    if not args.only or "mtf_marl" in args.only:
+        path, how = checkpoint_path(args.checkpoint, args.symbol)
+        _MTF_CHECKPOINT[:] = [str(path)]
+        print(f"mtf_marl checkpoint: {path} ({how})")
 
     result: dict[str, float | int] = {"bars": n}
     for name, runner in RUNNERS.items():
@@ -109,6 +135,10 @@ def main(argv: list[str] | None = None) -> int:
     if base and ours:
         result["ratio"] = round(ours / base, 2)
         print(f"sma_cross / bt_resample_noop = {result['ratio']:.2f}x")
+    mtf = result.get("mtf_marl_bars_per_s")
+    if base and mtf:
+        result["mtf_marl_ratio"] = round(mtf / base, 2)
+        print(f"mtf_marl / bt_resample_noop = {result['mtf_marl_ratio']:.2f}x")
     print(json.dumps(result))
     return 0
 

@@ -6,12 +6,14 @@ from strategies.base import FxStrategy
 from strategies.mtf_marl import MtfMarl
 from strategies.random_agent import RandomAgent
 from strategies.rules import BuyHold, SmaCross
+from strategies.td3 import Td3Agent
 
 STRATEGIES: dict[str, type[FxStrategy]] = {
     "buy_hold": BuyHold,
     "sma_cross": SmaCross,
     "random": RandomAgent,
     "mtf_marl": MtfMarl,
+    "td3": Td3Agent,
 }
 
 __all__ = ["STRATEGIES", "FxStrategy", "get_strategy"]

@@ -1,4 +1,5 @@
-"""Deterministic evaluation of a pair of policies on a whole period, with coordination metrics."""
+"""Deterministic evaluation of policies on a whole period: the MTF-MARL pair (with coordination metrics) or
+a single agent on the shared state (``evaluate_single``)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ import pandas as pd
 
 from features.context import MarketContext
 from reports import metrics
+from risk.drawdown import DrawdownGuard
 from training.common import EnvConfig
+from training.env import ForexEnv
 from training.hier_env import HierarchicalForexEnv
 
 Policy = Callable[[np.ndarray], np.ndarray]
@@ -22,7 +25,7 @@ def evaluate_hierarchical(contexts: list[MarketContext], cfg: EnvConfig, h4: Pol
     """Run the policies over every context from the end of the warm-up (no exploration, no termination:
     a breach halts trading as in the backtest) and summarise. ``max_bars`` > 0 limits bars per context."""
     cfg = replace(cfg, random_start=False, terminate_on_breach=False, episode_bars=10**9)
-    days_rets, dd_daily, dd_total, breaches, gap_breaches = [], 0.0, 0.0, 0, 0
+    runs = []
     decisions = changes = attempted = violations = bars = 0
     reward = 0.0
     for ctx in contexts:
@@ -46,18 +49,45 @@ def evaluate_hierarchical(contexts: list[MarketContext], cfg: EnvConfig, h4: Pol
             violations += abs(info["target_fraction"]) > info["h4_limit"] + 1e-9
             equity.append(env.acct.sim.equity)
         bars += env.i - start
-        g = env.acct.guard
-        dd_daily, dd_total = max(dd_daily, g.max_daily_dd), max(dd_total, g.max_total_dd)
-        breaches += len(g.breaches)
-        gap_breaches += sum(b.gap for b in g.breaches)
-        idx = ctx.index[start:env.i + 1]
-        days_rets.append(metrics.daily_returns(idx, np.asarray(equity), cfg.cash))
-    rets = pd.concat(days_rets)
-    trading_days = max(1, len(rets))
+        runs.append((ctx.index[start:env.i + 1], np.asarray(equity), env.acct.guard))
+    out, trading_days = _summary(runs, cfg.cash)
     return {
-        "bars": bars, "total_return": float((1 + rets).prod() - 1), "sharpe": metrics.sharpe(rets),
-        "sortino": metrics.sortino(rets), "max_daily_dd": dd_daily, "max_total_dd": dd_total,
-        "breaches": breaches, "gap_breaches": gap_breaches, "reward": reward,
-        "h4_decisions": decisions, "h4_changes_per_day": changes / trading_days,
+        "bars": bars, **out, "reward": reward,
+        "h4_decisions": decisions, "h4_changes_per_day": changes / max(1, trading_days),
         "m1_attempted_violations": attempted, "m1_constraint_violations": violations,
     }
+
+
+def _summary(runs: list[tuple[pd.DatetimeIndex, np.ndarray, DrawdownGuard]],
+             cash: float) -> tuple[dict[str, float | int], int]:
+    """Return and risk metrics over several runs, each (bar index, equity per bar, its drawdown guard),
+    and the number of trading days."""
+    rets = pd.concat([metrics.daily_returns(idx, equity, cash) for idx, equity, _ in runs])
+    guards = [g for _, _, g in runs]
+    return {
+        "total_return": float((1 + rets).prod() - 1), "sharpe": metrics.sharpe(rets),
+        "sortino": metrics.sortino(rets), "max_daily_dd": max(g.max_daily_dd for g in guards),
+        "max_total_dd": max(g.max_total_dd for g in guards), "breaches": sum(len(g.breaches) for g in guards),
+        "gap_breaches": sum(b.gap for g in guards for b in g.breaches),
+    }, len(rets)
+
+
+def evaluate_single(contexts: list[MarketContext], cfg: EnvConfig, policy: Policy,
+                    max_bars: int = 0) -> dict[str, float | int]:
+    """``evaluate_hierarchical`` for one agent: ``policy`` maps the shared state (``training.env.ForexEnv``'s
+    observation) to ``[position, exit_confidence]`` on every bar from the end of the warm-up."""
+    cfg = replace(cfg, random_start=False, terminate_on_breach=False, episode_bars=10**9)
+    runs, bars, reward = [], 0, 0.0
+    for ctx in contexts:
+        env = ForexEnv(ctx, cfg)
+        obs, info = env.reset(seed=0)
+        start = info["bar"]
+        stop = len(ctx) - 1 if max_bars <= 0 else min(len(ctx) - 1, start + max_bars)
+        equity = [env.acct.sim.equity]
+        while env.i < stop:
+            obs, r, _, _, _ = env.step(policy(obs))
+            reward += r
+            equity.append(env.acct.sim.equity)
+        bars += env.i - start
+        runs.append((ctx.index[start:env.i + 1], np.asarray(equity), env.acct.guard))
+    return {"bars": bars, **_summary(runs, cfg.cash)[0], "reward": reward}

@@ -1,0 +1,241 @@
+"""MTF-MARL decision latency (batch 1, CPU) and learner throughput.
+
+* decision: features of the bar already computed (a real ``MarketContext`` of EURUSD 2024, one month of
+  decisions after the feature warm-up) and a ``ForexSim`` with its ``DrawdownGuard`` (``training.common.Account``,
+  advanced with ``acct.bar(i)``, not timed). Timed with ``perf_counter_ns``, per bar: H4 observation + H4 actor
+  (on every bar: the worst case, so every timed bar runs both actors) -> M1 observation + M1 actor ->
+  ``joint_target`` -> ``validated_target``. The validated order is then submitted (not timed) so positions,
+  margin and the drawdown guard evolve as in a backtest. Done with the ``NumpyActor`` path the strategy uses,
+  and again with the torch actors under ``torch.inference_mode`` (1 thread). Best of ``--repeat`` passes.
+  Also reported (``..._sched_...``): the strategy's own schedule, H4 actor only when an H4 bar completed.
+* training: ``MTFMARL.update`` on batches of 256 sampled (sampling timed) from a ``JointReplayBuffer`` holding
+  50k random transitions, with ``torch.set_num_threads(1)`` and then 2; best of 3 runs of ``--updates``.
+
+Targets: decision p99 <= 0.5 ms; >= 1000 updates/s at batch 256.
+
+Usage::
+
+    python benchmarks/bench_latency.py [--checkpoint DIR] [--month 2024-03] [--repeat 3] [--updates 300]
+
+Without ``--checkpoint`` it uses ``checkpoints/mtf_marl_eurusd`` when present, else a fresh untrained
+checkpoint written to a temporary folder (weights do not change the cost of a decision).
+The last line printed is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make the repository importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import numpy as np
+import pandas as pd
+import torch
+
+from agents.buffer import JointReplayBuffer
+from agents.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from agents.mtf_marl import MTFMARL, act
+from agents.networks import Actor
+from agents.observations import H4_OBS_DIM, M1_BIAS_SLOT, M1_LIMIT_SLOT, M1_OBS_DIM, STATE_DIM
+from features.context import build_context
+from features.engine import DEFAULT_SPEC
+from feeds.loaders import load_bars
+from feeds.macro import load_macro
+from feeds.paths import fx_data_dir
+from risk.actions import joint_target, unit_interval
+from risk.validator import validated_target
+from strategies.mtf_marl import DEFAULT_CHECKPOINT, load_actors
+from training.common import Account, EnvConfig
+
+P99_TARGET_MS = 0.5
+UPDATES_TARGET = 1000.0
+_TMP: list[tempfile.TemporaryDirectory] = []  # keep fresh checkpoints alive for the process
+
+
+def fresh_checkpoint(symbol: str = "EURUSD") -> Path:
+    """An untrained MTF-MARL checkpoint (same manifest as training writes) in a temporary folder."""
+    from training.train_mtf_marl import Args, manifest
+
+    tmp = tempfile.TemporaryDirectory(prefix="mtf_marl_bench_")
+    _TMP.append(tmp)
+    args = Args(symbol=symbol)
+    torch.manual_seed(0)
+    learner = MTFMARL(STATE_DIM, H4_OBS_DIM, M1_OBS_DIM, (M1_LIMIT_SLOT, M1_BIAS_SLOT))
+    tensors = {n: m.state_dict() for n, m in learner.modules(full=False).items()}
+    return save_checkpoint(Path(tmp.name), tensors, manifest(args, 0))
+
+
+def checkpoint_path(given: str | None, symbol: str = "EURUSD") -> tuple[Path, str]:
+    """(path, description): ``given``, else the committed default if it loads, else a fresh untrained one."""
+    if given:
+        return Path(given), "given"
+    if DEFAULT_CHECKPOINT.is_dir():
+        try:
+            load_actors(DEFAULT_CHECKPOINT)
+            return DEFAULT_CHECKPOINT, "default"
+        except CheckpointError as e:
+            print(f"default checkpoint unusable ({e}); using a fresh untrained one")
+    return fresh_checkpoint(symbol), "fresh untrained"
+
+
+def torch_actors(path: Path) -> tuple[Actor, Actor]:
+    tensors, man = load_checkpoint(path, DEFAULT_SPEC.to_dict(), "mtf_marl")
+    hidden = tuple(man["learner_config"]["hidden"])
+    out = []
+    for name, dim in (("h4_actor", H4_OBS_DIM), ("m1_actor", M1_OBS_DIM)):
+        a = Actor(dim, 2, hidden)
+        a.load_state_dict(tensors[name])
+        a.eval()
+        out.append(a)
+    return out[0], out[1]
+
+
+def _pct(ns: np.ndarray) -> tuple[float, float]:
+    return float(np.percentile(ns, 50)) / 1e6, float(np.percentile(ns, 99)) / 1e6
+
+
+def decision_pass(ctx, cfg: EnvConfig, h4_actor, m1_actor, every_bar: bool) -> np.ndarray:
+    """One pass over the ready bars of ``ctx``: nanoseconds per decision (every ready bar). With ``every_bar``
+    false the H4 actor runs only when an H4 bar completed, as in ``strategies.mtf_marl``."""
+    acct = Account(ctx, cfg)
+    sim, guard, obs, inst, validator, atr = acct.sim, acct.guard, acct.obs, acct.inst, acct.validator, acct.atr
+    h4_pos = ctx.h4_pos.tolist()
+    lo, hi = ctx.first_ready, len(ctx) - 1
+    for i in range(lo):  # warm-up bars: the account and observation statistics run, nobody decides
+        acct.bar(i)
+    times = np.empty(hi - lo, np.int64)
+    a_h4 = None
+    clock = time.perf_counter_ns
+    for k, i in enumerate(range(lo, hi)):
+        acct.bar(i)
+        t0 = clock()
+        due = every_bar or a_h4 is None or h4_pos[i] != h4_pos[i - 1]
+        if due:
+            a_h4 = h4_actor(obs.h4(i, sim, guard))
+            bias, limit = max(-1.0, min(1.0, float(a_h4[0]))), unit_interval(float(a_h4[1]))
+        a_m1 = m1_actor(obs.m1(i, sim, limit, bias))
+        jt = joint_target((float(a_h4[0]), float(a_h4[1])), (float(a_m1[0]), float(a_m1[1])), obs.max_lots, inst)
+        verdict = validated_target(validator, sim, jt.lots, atr[i])
+        times[k] = clock() - t0
+        if verdict.lots != sim.lots:
+            sim.submit_target(verdict.lots)
+    return times
+
+
+def bench_decisions(ctx, cfg, actors, repeat: int, label: str, every_bar: bool = True) -> tuple[float, float, int]:
+    best50 = best99 = float("inf")
+    n = 0
+    for r in range(repeat):
+        ns = decision_pass(ctx, cfg, *actors, every_bar=every_bar)
+        p50, p99 = _pct(ns)
+        n = len(ns)
+        print(f"  {label} pass {r + 1}: {n} decisions, p50 {p50 * 1e3:.1f} us, p99 {p99 * 1e3:.1f} us, "
+              f"max {ns.max() / 1e3:.0f} us")
+        best50, best99 = min(best50, p50), min(best99, p99)
+    return best50, best99, n
+
+
+def random_buffer(n: int, rng: np.random.Generator) -> JointReplayBuffer:
+    buf = JointReplayBuffer(n, STATE_DIM, H4_OBS_DIM, M1_OBS_DIM)
+    f = np.float32
+    for name in ("s", "s2", "o_h4", "o_h4_2", "o_m1", "o_m1_2"):
+        arr = getattr(buf, name)
+        arr[:] = rng.normal(0.0, 1.0, arr.shape).astype(f)
+    buf.a_h4[:] = rng.uniform(-1, 1, buf.a_h4.shape).astype(f)
+    buf.a_m1[:] = rng.uniform(-1, 1, buf.a_m1.shape).astype(f)
+    buf.r[:] = rng.normal(0.0, 1.0, buf.r.shape).astype(f)
+    buf.done[:] = (rng.random(buf.done.shape) < 1e-3).astype(f)
+    buf.h4_due_2[:] = (rng.random(buf.h4_due_2.shape) < 1 / 240).astype(f)
+    buf.pos, buf.size = 0, n
+    return buf
+
+
+def bench_updates(threads: int, updates: int, runs: int, batch: int = 256, fill: int = 50_000) -> float:
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    buf = random_buffer(fill, rng)
+    learner = MTFMARL(STATE_DIM, H4_OBS_DIM, M1_OBS_DIM, (M1_LIMIT_SLOT, M1_BIAS_SLOT))
+    for _ in range(20):  # warm-up (allocator, first Adam steps)
+        learner.update(buf.sample(batch, rng))
+    best = 0.0
+    for r in range(runs):
+        t0 = time.perf_counter()
+        for _ in range(updates):
+            learner.update(buf.sample(batch, rng))
+        rate = updates / (time.perf_counter() - t0)
+        print(f"  {threads} thread(s) run {r + 1}: {rate:,.0f} updates/s")
+        best = max(best, rate)
+    return best
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    ap.add_argument("--checkpoint", default=None, help="MTF-MARL checkpoint folder (default: see module doc)")
+    ap.add_argument("--symbol", default="EURUSD")
+    ap.add_argument("--month", default="2024-03", help="month of decisions (the month before is feature warm-up)")
+    ap.add_argument("--repeat", type=int, default=3, help="decision passes (best p50 / p99 of them)")
+    ap.add_argument("--updates", type=int, default=300, help="updates per timed training run")
+    ap.add_argument("--runs", type=int, default=3, help="timed training runs per thread count (best)")
+    args = ap.parse_args(argv)
+
+    print(f"targets: decision p99 <= {P99_TARGET_MS} ms (batch 1, CPU); "
+          f">= {UPDATES_TARGET:.0f} MTFMARL updates/s at batch 256")
+    path, how = checkpoint_path(args.checkpoint, args.symbol)
+    print(f"checkpoint: {path} ({how})")
+    np_h4, np_m1, man = load_actors(path)
+    th4, tm1 = torch_actors(path)
+    cfg = EnvConfig(symbol=args.symbol, max_exposure=float(man["env_config"]["max_exposure"]))
+
+    month = pd.Period(args.month, "M")
+    t0 = time.perf_counter()
+    m1 = load_bars(fx_data_dir(), symbol=args.symbol, start=str((month - 1).start_time.date()),
+                   end=str(month.end_time.date()))
+    ctx = build_context(m1, load_macro())
+    print(f"context: {len(ctx)} M1 bars ({ctx.index[0]} .. {ctx.index[-1]}), first ready bar {ctx.first_ready}, "
+          f"{len(ctx) - 1 - ctx.first_ready} decision bars; built in {time.perf_counter() - t0:.1f}s (not timed)")
+
+    torch.set_num_threads(1)
+    res: dict[str, float | int] = {}
+    print("decision latency, NumpyActor, H4 actor on every bar (worst case):")
+    p50, p99, n = bench_decisions(ctx, cfg, (np_h4, np_m1), args.repeat, "numpy")
+    res |= {"mtf_marl_decision_p50_ms": round(p50, 4), "mtf_marl_decision_p99_ms": round(p99, 4)}
+    print("decision latency, torch actors (inference_mode, 1 thread), H4 actor on every bar:")
+
+    def t_h4(o):
+        return act(th4, o)
+
+    def t_m1(o):
+        return act(tm1, o)
+
+    tp50, tp99, _ = bench_decisions(ctx, cfg, (t_h4, t_m1), args.repeat, "torch")
+    res |= {"mtf_marl_decision_torch_p50_ms": round(tp50, 4), "mtf_marl_decision_torch_p99_ms": round(tp99, 4)}
+    print("decision latency, NumpyActor, strategy schedule (H4 actor only on H4 completions):")
+    sp50, sp99, _ = bench_decisions(ctx, cfg, (np_h4, np_m1), args.repeat, "numpy-sched", every_bar=False)
+    res |= {"mtf_marl_decision_sched_p50_ms": round(sp50, 4), "mtf_marl_decision_sched_p99_ms": round(sp99, 4)}
+    res["decisions"] = n
+
+    print("training throughput, batch 256, buffer of 50k random transitions (sampling included):")
+    res["train_updates_per_s"] = round(bench_updates(1, args.updates, args.runs), 1)
+    res["train_updates_per_s_2threads"] = round(bench_updates(2, args.updates, args.runs), 1)
+    torch.set_num_threads(1)
+
+    ok_lat = res["mtf_marl_decision_p99_ms"] <= P99_TARGET_MS
+    ok_upd = res["train_updates_per_s"] >= UPDATES_TARGET
+    print(f"decision p99 {res['mtf_marl_decision_p99_ms'] * 1e3:.1f} us (numpy) / "
+          f"{res['mtf_marl_decision_torch_p99_ms'] * 1e3:.1f} us (torch): target <= {P99_TARGET_MS * 1e3:.0f} us "
+          f"{'MET' if ok_lat else 'MISSED'}")
+    print(f"updates/s {res['train_updates_per_s']:,.0f} (1 thread) / {res['train_updates_per_s_2threads']:,.0f} "
+          f"(2 threads): target >= {UPDATES_TARGET:.0f} {'MET' if ok_upd else 'MISSED'}")
+    print(json.dumps(res))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
