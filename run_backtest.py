@@ -53,6 +53,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.strategy not in STRATEGIES:
             raise KeyError(f"unknown strategy {args.strategy!r}; known: {', '.join(sorted(STRATEGIES))}")
         inst = get_instrument(args.symbol)
+        rules = DrawdownRules.from_config(mode=args.dd_mode, daily_limit=args.daily_limit,
+                                          total_limit=args.total_limit)
         m1 = load_bars(args.data or fx_data_dir(), symbol=inst.symbol, start=args.start, end=args.end)
     except (KeyError, UnknownSymbolError, DataError, FileNotFoundError, ValueError) as e:
         print(f"error: {e.args[0] if isinstance(e, KeyError) else e}", file=sys.stderr)
@@ -66,12 +68,6 @@ def main(argv: list[str] | None = None) -> int:
 
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
     out = args.out or REPO_ROOT / "runs" / f"{args.strategy}-{inst.symbol}-{stamp}"
-    try:
-        rules = DrawdownRules.from_config(mode=args.dd_mode, daily_limit=args.daily_limit,
-                                          total_limit=args.total_limit)
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
     keys = STRATEGIES[args.strategy].params._getkeys()
     params = {"seed": args.seed} if "seed" in keys else {}
     if args.checkpoint is not None:

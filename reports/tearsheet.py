@@ -32,11 +32,12 @@ def write_tearsheet(returns: pd.Series, benchmark: pd.Series, path: Path, title:
         try:
             qs.reports.html(returns, benchmark=benchmark, output=str(path), title=title,
                             benchmark_title="buy & hold", download_filename=str(path))
-        except ValueError as e:  # QuantStats cannot regress a strategy that never moved (all-zero returns)
+        except ValueError as e:  # QuantStats cannot regress on a strategy that never moved (all-zero returns)
             if returns.abs().sum() > 0:
                 raise
-            logging.getLogger(__name__).warning("flat equity, tearsheet without statistics: %s", e)
-            path.write_text(f"<html><head><title>{title}</title></head><body><h1>{title}</h1>"
-                            "<p>The strategy never changed its equity (no trades, or all trades blocked), "
-                            "so QuantStats has nothing to compute. See summary.json.</p></body></html>\n")
+            logging.getLogger(__name__).warning(
+                "flat equity (%s): tearsheet without the buy-and-hold benchmark; see buy_hold_return in summary.json",
+                e)
+            qs.reports.html(returns, output=str(path), title=f"{title} (flat: no trades; benchmark omitted)",
+                            download_filename=str(path))
     return path

@@ -153,7 +153,7 @@ def test_strategy_and_env_take_the_same_actions(trained: Path, fx_dir, macro_dir
 def _trend(days: int = 45, pips_per_min: float = 1.0) -> pd.DataFrame:
     """A known price path: a steady weekday uptrend with small noise (synthetic, to pin learnability only)."""
     idx = pd.date_range("2024-01-01", periods=days * 1440, freq="1min", tz="UTC", name="datetime")
-    idx = idx[idx.dayofweek < 5]
+    idx = idx[idx.day_of_week < 5]
     rng = np.random.default_rng(0)
     close = 1.1 + np.cumsum(pips_per_min * 1e-4 + rng.normal(0, 0.2e-4, len(idx)))
     open_ = np.r_[close[0], close[:-1]]

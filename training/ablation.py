@@ -16,8 +16,8 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import tyro  # noqa: E402
+import matplotlib.pyplot as plt
+import tyro
 
 VARIANTS = ("mtf_marl_shared", "mtf_marl_separate", "td3")
 
@@ -72,7 +72,8 @@ def main(args: Args) -> Path:
             f = run / "train_summary.json"
             results[variant].append(json.loads(f.read_text()) if f.exists() else _train(variant, seed, args, run))
     rows = ["| variant | seed | validation Sharpe (best) | return | max daily DD | max total DD | CMDP breaches "
-            f"| updates to score >= {args.target_score:g} | steps | wall s |", "|---|---|---|---|---|---|---|---|---|---|"]
+            f"| updates to score >= {args.target_score:g} | steps | wall s |",
+            "|---|---|---|---|---|---|---|---|---|---|"]
     fig, ax = plt.subplots(figsize=(9, 4))
     for variant, runs_ in results.items():
         for seed, s in zip(args.seeds, runs_, strict=True):
