@@ -3,11 +3,18 @@ agent targets through the pre-trade validator."""
 
 from __future__ import annotations
 
+import logging
+from pathlib import Path
+from typing import Any
+
 import backtrader as bt
 
+from agents.observations import ObservationBuilder
 from brokers.instruments import Instrument
 from features.context import MarketContext
 from risk.validator import PreTradeValidator, Verdict, validated_target
+
+log = logging.getLogger(__name__)
 
 
 class FxStrategy(bt.Strategy):
@@ -52,3 +59,47 @@ class FxStrategy(bt.Strategy):
         if verdict.lots != sim.lots:
             self.target_lots(verdict.lots)
         return verdict
+
+
+class AgentStrategy(FxStrategy):
+    """Skeleton of a strategy driven by trained agents: loads a checkpoint, keeps the agents' observations
+    up to date on every M1 bar exactly as the training envs do (``agents.observations``), and asks the
+    subclass for a decision on every bar from the end of the feature warm-up to the last-but-one bar (an
+    order on the last bar could not fill).
+
+    :param checkpoint: checkpoint folder (``weights.pt`` + ``manifest.json``); default ``default_checkpoint``
+    """
+
+    uses_context = True
+    params = (("checkpoint", None),)
+    default_checkpoint: Path
+
+    def load(self, path: Path) -> dict[str, Any]:
+        """Load the agents from ``path`` and return the checkpoint's manifest."""
+        raise NotImplementedError
+
+    def decide(self, i: int, sim) -> None:
+        """Act on M1 bar ``i``; ``self.obs`` is current."""
+        raise NotImplementedError
+
+    def __init__(self) -> None:
+        super().__init__()
+        path = Path(self.p.checkpoint) if self.p.checkpoint else self.default_checkpoint
+        self.manifest = self.load(path)
+        trained_on = self.manifest.get("symbol")
+        if trained_on != self.inst.symbol:
+            log.warning("checkpoint trained on %s, trading %s", trained_on, self.inst.symbol)
+        self.max_exposure = float(self.manifest["env_config"]["max_exposure"])
+        self.obs: ObservationBuilder | None = None
+
+    def prenext(self) -> None:
+        self.next()
+
+    def next(self) -> None:
+        sim = self.broker.sim
+        if self.obs is None:  # the drawdown guard is installed by the CMDP analyzer at start
+            self.obs = ObservationBuilder(self.ctx, self.inst, sim.initial_cash, sim.guard.rules, self.max_exposure)
+        i = len(self.m1) - 1
+        self.obs.after_bar(i, sim)
+        if self.ctx.first_ready <= i < len(self.ctx) - 1:
+            self.decide(i, sim)

@@ -4,21 +4,19 @@ training env (``training.hier_env``), so a checkpoint acts here exactly as it di
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import numpy as np
 
 from agents.checkpoint import CheckpointError, load_checkpoint
 from agents.networks import Actor, NumpyActor
-from agents.observations import H4_OBS_DIM, M1_OBS_DIM, ObservationBuilder
+from agents.observations import H4_OBS_DIM, M1_OBS_DIM
 from features.context import H4_SPEC
 from features.engine import DEFAULT_SPEC
 from feeds.paths import REPO_ROOT
 from risk.actions import joint_target, unit_interval
-from strategies.base import FxStrategy
+from strategies.base import AgentStrategy
 
-log = logging.getLogger(__name__)
 DEFAULT_CHECKPOINT = REPO_ROOT / "checkpoints" / "mtf_marl_eurusd"
 
 
@@ -40,39 +38,22 @@ def load_actors(path: Path) -> tuple[NumpyActor, NumpyActor, dict]:
     return actors[0], actors[1], man
 
 
-class MtfMarl(FxStrategy):
+class MtfMarl(AgentStrategy):
     """:param checkpoint: folder with ``weights.pt`` + ``manifest.json`` (default: the committed one)"""
 
-    uses_context = True
-    params = (("checkpoint", None),)
+    default_checkpoint = DEFAULT_CHECKPOINT
 
-    def __init__(self) -> None:
-        super().__init__()
-        path = Path(self.p.checkpoint) if self.p.checkpoint else DEFAULT_CHECKPOINT
-        self.h4_actor, self.m1_actor, self.manifest = load_actors(path)
-        trained_on = self.manifest.get("symbol")
-        if trained_on != self.inst.symbol:
-            log.warning("checkpoint trained on %s, trading %s", trained_on, self.inst.symbol)
-        self.max_exposure = float(self.manifest["env_config"]["max_exposure"])
-        self.obs: ObservationBuilder | None = None
+    def load(self, path: Path) -> dict:
+        self.h4_actor, self.m1_actor, manifest = load_actors(path)
         self.h4_pos = self.ctx.h4_pos.tolist()
         self.a_h4: np.ndarray | None = None
         self.limit = self.bias = 0.0
         self.decisions: list[tuple[int, float, float]] = []  # (bar, limit, bias) at each H4 decision
         self.entries: list[tuple[int, float, float]] = []  # (bar, target fraction, limit) at each M1 decision
         self.attempted_violations = self.violations = 0
+        return manifest
 
-    def prenext(self) -> None:
-        self.next()
-
-    def next(self) -> None:
-        sim = self.broker.sim
-        if self.obs is None:  # the drawdown guard is installed by the CMDP analyzer at start
-            self.obs = ObservationBuilder(self.ctx, self.inst, sim.initial_cash, sim.guard.rules, self.max_exposure)
-        i = len(self.m1) - 1
-        self.obs.after_bar(i, sim)
-        if i < self.ctx.first_ready or i >= len(self.ctx) - 1:
-            return
+    def decide(self, i: int, sim) -> None:
         if self.a_h4 is None or self.h4_pos[i] != self.h4_pos[i - 1]:  # an H4 bar completed: the director acts
             self.a_h4 = self.h4_actor(self.obs.h4(i, sim, sim.guard))
             self.bias = max(-1.0, min(1.0, float(self.a_h4[0])))

@@ -4,18 +4,16 @@ state acts on every M1 bar through the same observations, action mapping, valida
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 from agents.checkpoint import CheckpointError, load_checkpoint
 from agents.networks import Actor, NumpyActor
-from agents.observations import STATE_DIM, ObservationBuilder
+from agents.observations import STATE_DIM
 from features.engine import DEFAULT_SPEC
 from feeds.paths import REPO_ROOT
 from risk.actions import single_target
-from strategies.base import FxStrategy
+from strategies.base import AgentStrategy
 
-log = logging.getLogger(__name__)
 DEFAULT_CHECKPOINT = REPO_ROOT / "checkpoints" / "td3_eurusd"
 
 
@@ -33,32 +31,15 @@ def load_actor(path: Path) -> tuple[NumpyActor, dict]:
     return NumpyActor(actor), man
 
 
-class Td3Agent(FxStrategy):
+class Td3Agent(AgentStrategy):
     """:param checkpoint: folder with ``weights.pt`` + ``manifest.json`` (default: checkpoints/td3_eurusd)"""
 
-    uses_context = True
-    params = (("checkpoint", None),)
+    default_checkpoint = DEFAULT_CHECKPOINT
 
-    def __init__(self) -> None:
-        super().__init__()
-        path = Path(self.p.checkpoint) if self.p.checkpoint else DEFAULT_CHECKPOINT
-        self.actor, self.manifest = load_actor(path)
-        trained_on = self.manifest.get("symbol")
-        if trained_on != self.inst.symbol:
-            log.warning("checkpoint trained on %s, trading %s", trained_on, self.inst.symbol)
-        self.max_exposure = float(self.manifest["env_config"]["max_exposure"])
-        self.obs: ObservationBuilder | None = None
+    def load(self, path: Path) -> dict:
+        self.actor, manifest = load_actor(path)
+        return manifest
 
-    def prenext(self) -> None:
-        self.next()
-
-    def next(self) -> None:
-        sim = self.broker.sim
-        if self.obs is None:  # the drawdown guard is installed by the CMDP analyzer at start
-            self.obs = ObservationBuilder(self.ctx, self.inst, sim.initial_cash, sim.guard.rules, self.max_exposure)
-        i = len(self.m1) - 1
-        self.obs.after_bar(i, sim)
-        if i < self.ctx.first_ready or i >= len(self.ctx) - 1:  # warm-up; the last bar's order could not fill
-            return
+    def decide(self, i: int, sim) -> None:
         a = self.actor(self.obs.shared(i, sim, sim.guard))
         self.trade_to(single_target(float(a[0]), float(a[1]), self.obs.max_lots, self.inst), i)

@@ -19,6 +19,24 @@ from risk.drawdown import DrawdownGuard, DrawdownRules
 from risk.validator import PreTradeValidator
 
 
+@dataclass
+class PeriodArgs:
+    """The data fields every trainer's CLI shares (tyro reads the field docstrings as help)."""
+
+    symbol: str = "EURUSD"
+    """instrument to train on"""
+    train_start: str = "2017-01-01"
+    """first day of the training period (UTC)"""
+    train_end: str = "2022-12-31"
+    """last day of the training period"""
+    val_start: str = "2023-01-01"
+    """first day of the validation period"""
+    val_end: str = "2023-12-31"
+    """last day of the validation period"""
+    data: str = ""
+    """M1 data file or folder (default: $MTF_DATA_DIR or ../shared/data/fx)"""
+
+
 @dataclass(frozen=True)
 class EnvConfig:
     """Env settings.

@@ -43,7 +43,7 @@ from agents.observations import STATE_DIM
 from features.context import H4_SPEC, MarketContext
 from features.engine import DEFAULT_SPEC
 from feeds.paths import REPO_ROOT
-from training.common import EnvConfig
+from training.common import EnvConfig, PeriodArgs
 from training.data import period_contexts
 from training.env import ForexEnv
 from training.evaluate import evaluate_single
@@ -53,19 +53,7 @@ ALGORITHM = "td3"
 
 
 @dataclass
-class Args:
-    symbol: str = "EURUSD"
-    """instrument to train on"""
-    train_start: str = "2017-01-01"
-    """first day of the training period (UTC)"""
-    train_end: str = "2022-12-31"
-    """last day of the training period"""
-    val_start: str = "2023-01-01"
-    """first day of the validation period"""
-    val_end: str = "2023-12-31"
-    """last day of the validation period"""
-    data: str = ""
-    """M1 data file or folder (default: $MTF_DATA_DIR or ../shared/data/fx)"""
+class Args(PeriodArgs):
     total_steps: int = 300_000
     """environment steps (M1 bars) to train for"""
     learning_starts: int = 10_000
