@@ -3,8 +3,9 @@
     python -m training.ablation --seeds 0 1 --total-steps 400000 --runs runs/ablation --out docs/ablation
 
 Every variant trains on the same periods with the same budget and seeds, and is validated by the same
-evaluation code. Writes ``ablation.md`` (validation Sharpe, drawdowns, CMDP breaches, updates to reach the
-target score) and ``learning_curves.png``. Runs whose ``train_summary.json`` already exists are reused.
+evaluation code. Writes ``ablation.md`` (for the policy selected by validation score: Sharpe, return,
+drawdowns, CMDP breaches; the final policy's Sharpe and return; updates to reach the target score) and
+``learning_curves.png``. Runs whose ``train_summary.json`` already exists are reused.
 """
 
 from __future__ import annotations
@@ -71,17 +72,19 @@ def main(args: Args) -> Path:
             run = runs / f"{variant}-s{seed}"
             f = run / "train_summary.json"
             results[variant].append(json.loads(f.read_text()) if f.exists() else _train(variant, seed, args, run))
-    rows = ["| variant | seed | validation Sharpe (best) | return | max daily DD | max total DD | CMDP breaches "
-            f"| updates to score >= {args.target_score:g} | steps | wall s |",
-            "|---|---|---|---|---|---|---|---|---|---|"]
+    rows = ["| variant | seed | selected at step | val. Sharpe | val. return | max daily DD | max total DD "
+            f"| CMDP breaches | final-step val. Sharpe / return | updates to score >= {args.target_score:g} "
+            "| steps | wall s |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     fig, ax = plt.subplots(figsize=(9, 4))
     for variant, runs_ in results.items():
         for seed, s in zip(args.seeds, runs_, strict=True):
             hist = s["history"]
             best = max(hist, key=lambda h: h["score"])
             reach = next((h["updates"] for h in hist if h["score"] >= args.target_score), None)
-            rows.append(f"| {variant} | {seed} | {best['sharpe']:.2f} | {best['total_return']:+.2%} | "
+            last = hist[-1]
+            rows.append(f"| {variant} | {seed} | {best['step']} | {best['sharpe']:.2f} | {best['total_return']:+.2%} | "
                         f"{best['max_daily_dd']:.2%} | {best['max_total_dd']:.2%} | {best['breaches']} | "
+                        f"{last['sharpe']:.2f} / {last['total_return']:+.2%} | "
                         f"{reach if reach is not None else 'not reached'} | {s['steps']} | {s['elapsed_s']} |")
             ax.plot([h["step"] for h in hist], [h["sharpe"] for h in hist], marker="o", label=f"{variant} s{seed}")
     ax.set_xlabel("environment steps")
