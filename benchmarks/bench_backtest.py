@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--year", type=int, default=2024)
     ap.add_argument("--bars", type=int, default=None,
                     help="use only the first N M1 bars (sma_cross needs >= ~10000: "
-                         "fewer than 30 H4 bars crash Backtrader's runonce SMA)")
+                         "fewer than 30 H4 bars are refused by run_backtest)")
     ap.add_argument("--repeat", type=int, default=1, help="best of N runs per runner")
     ap.add_argument("--checkpoint", default=None,
                     help="MTF-MARL checkpoint for the mtf_marl runner (default: committed one, else fresh untrained)")
