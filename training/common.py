@@ -7,21 +7,22 @@ the Backtrader strategies import the same modules."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
 from agents.observations import ObservationBuilder
 from brokers.instruments import get_instrument
 from brokers.sim import ForexSim
-from features.context import MarketContext
+from features.context import H4_SPEC, MarketContext
+from features.engine import DEFAULT_SPEC
 from risk.drawdown import DrawdownGuard, DrawdownRules
 from risk.validator import PreTradeValidator
 
 
 @dataclass
-class PeriodArgs:
-    """The data fields every trainer's CLI shares (tyro reads the field docstrings as help)."""
+class TrainArgs:
+    """The fields every trainer's CLI shares (tyro reads the field docstrings as help)."""
 
     symbol: str = "EURUSD"
     """instrument to train on"""
@@ -35,6 +36,44 @@ class PeriodArgs:
     """last day of the validation period"""
     data: str = ""
     """M1 data file or folder (default: $MTF_DATA_DIR or ../shared/data/fx)"""
+    total_steps: int = 300_000
+    """environment steps (M1 bars) to train for"""
+    learning_starts: int = 10_000
+    """random-action steps before learning"""
+    update_every: int = 2
+    """environment steps per gradient update (SB3's train_freq for td3)"""
+    batch_size: int = 256
+    """minibatch size"""
+    buffer_size: int = 300_000
+    """replay capacity (transitions)"""
+    episode_bars: int = 1440 * 5
+    """M1 bars per training episode"""
+    max_exposure: float = 10.0
+    """notional of a full-size position, multiple of equity"""
+    eval_every: int = 50_000
+    """steps between validation runs"""
+    eval_bars: int = 0
+    """bars of each validation segment to use (0 = all)"""
+    seed: int = 0
+    """seed of every random generator"""
+    out: str = ""
+    """output folder (default runs/train-<algorithm>-<UTC time>)"""
+    torch_threads: int = 1
+    """torch CPU threads (1 is fastest for these small networks and keeps runs reproducible)"""
+    tensorboard: bool = True
+    """write TensorBoard logs to OUT/tb"""
+
+    def env_config(self) -> EnvConfig:
+        return EnvConfig(symbol=self.symbol, episode_bars=self.episode_bars, max_exposure=self.max_exposure)
+
+    def base_manifest(self, algorithm: str, step: int) -> dict:
+        """What every checkpoint's manifest says about its data, config and features."""
+        cfg = self.env_config()
+        return {"algorithm": algorithm, "feature_spec": DEFAULT_SPEC.to_dict(), "h4_feature_spec": H4_SPEC.to_dict(),
+                "symbol": self.symbol, "train_period": [self.train_start, self.train_end],
+                "val_period": [self.val_start, self.val_end], "args": asdict(self),
+                "env_config": {k: v for k, v in asdict(cfg).items() if k != "rules"} | {"rules": cfg.rules.to_dict()},
+                "seed": self.seed, "step": step}
 
 
 @dataclass(frozen=True)

@@ -29,10 +29,9 @@ from agents.checkpoint import load_checkpoint, save_checkpoint
 from agents.mtf_marl import MTFMARL, MTFMARLConfig
 from agents.networks import NumpyActor
 from agents.observations import H4_OBS_DIM, M1_BIAS_SLOT, M1_LIMIT_SLOT, M1_OBS_DIM, STATE_DIM
-from features.context import H4_SPEC
 from features.engine import DEFAULT_SPEC
 from feeds.paths import REPO_ROOT
-from training.common import EnvConfig, PeriodArgs
+from training.common import TrainArgs
 from training.data import period_contexts
 from training.evaluate import evaluate_hierarchical
 from training.hier_env import HierarchicalForexEnv
@@ -42,60 +41,25 @@ ALGORITHM = "mtf_marl"
 
 
 @dataclass
-class Args(PeriodArgs):
-    total_steps: int = 300_000
-    """environment steps (M1 bars) to train for"""
-    learning_starts: int = 10_000
-    """random-action steps before learning"""
-    update_every: int = 2
-    """environment steps per gradient update"""
-    batch_size: int = 256
-    """minibatch size"""
-    buffer_size: int = 300_000
-    """replay capacity (joint transitions)"""
+class Args(TrainArgs):
     buffer: Literal["shared", "separate"] = "shared"
     """shared: one buffer + joint critic; separate: two independent TD3 learners, each with its own buffer"""
     balanced_h4: bool = False
     """sample the buffer balanced over H4 action bins"""
     expl_noise: float = 0.2
     """std of Gaussian exploration noise on both actors"""
-    episode_bars: int = 1440 * 5
-    """M1 bars per training episode"""
-    max_exposure: float = 10.0
-    """notional of a full-size position, multiple of equity"""
-    eval_every: int = 50_000
-    """steps between validation runs (at the next episode boundary)"""
-    eval_bars: int = 0
-    """bars of each validation segment to use (0 = all)"""
     checkpoint_every: int = 50_000
     """steps between resumable checkpoints (at the next episode boundary)"""
-    seed: int = 0
-    """seed of every random generator"""
-    out: str = ""
-    """output folder (default runs/train-mtf_marl-<UTC time>)"""
     resume: str = ""
     """a checkpoint folder written by this script (its ``last`` subfolder) to continue from"""
-    torch_threads: int = 1
-    """torch CPU threads (1 is fastest for these small networks and keeps runs reproducible)"""
-    tensorboard: bool = True
-    """write TensorBoard logs to OUT/tb"""
     progress: bool = True
     """show a progress bar"""
 
 
-def _env_config(args: Args) -> EnvConfig:
-    return EnvConfig(symbol=args.symbol, episode_bars=args.episode_bars, max_exposure=args.max_exposure)
-
-
 def manifest(args: Args, step: int, extra: dict | None = None) -> dict:
-    return {"algorithm": ALGORITHM, "feature_spec": DEFAULT_SPEC.to_dict(), "h4_feature_spec": H4_SPEC.to_dict(),
-            "obs": {"state": STATE_DIM, "h4": H4_OBS_DIM, "m1": M1_OBS_DIM,
-                    "m1_h4_slots": [M1_LIMIT_SLOT, M1_BIAS_SLOT]},
-            "symbol": args.symbol, "train_period": [args.train_start, args.train_end],
-            "val_period": [args.val_start, args.val_end], "args": asdict(args),
-            "env_config": {k: v for k, v in asdict(_env_config(args)).items() if k != "rules"}
-            | {"rules": _env_config(args).rules.to_dict()},
-            "learner_config": MTFMARLConfig().to_dict(), "seed": args.seed, "step": step, **(extra or {})}
+    return args.base_manifest(ALGORITHM, step) | {
+        "obs": {"state": STATE_DIM, "h4": H4_OBS_DIM, "m1": M1_OBS_DIM, "m1_h4_slots": [M1_LIMIT_SLOT, M1_BIAS_SLOT]},
+        "learner_config": MTFMARLConfig().to_dict(), **(extra or {})}
 
 
 class Trainer:
@@ -105,7 +69,7 @@ class Trainer:
         self.args = args
         torch.manual_seed(args.seed)
         self.rng = np.random.default_rng(args.seed)
-        self.cfg = _env_config(args)
+        self.cfg = args.env_config()
         self.train_ctx = period_contexts(args.symbol, args.train_start, args.train_end, args.data or None)
         self.val_ctx = period_contexts(args.symbol, args.val_start, args.val_end, args.data or None)
         self.envs = [HierarchicalForexEnv(c, self.cfg) for c in self.train_ctx]

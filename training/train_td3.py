@@ -40,10 +40,9 @@ from stable_baselines3.common.noise import NormalActionNoise
 from agents.checkpoint import save_checkpoint
 from agents.networks import Actor, NumpyActor
 from agents.observations import STATE_DIM
-from features.context import H4_SPEC, MarketContext
-from features.engine import DEFAULT_SPEC
+from features.context import MarketContext
 from feeds.paths import REPO_ROOT
-from training.common import EnvConfig, PeriodArgs
+from training.common import EnvConfig, TrainArgs
 from training.data import period_contexts
 from training.env import ForexEnv
 from training.evaluate import evaluate_single
@@ -53,51 +52,16 @@ ALGORITHM = "td3"
 
 
 @dataclass
-class Args(PeriodArgs):
-    total_steps: int = 300_000
-    """environment steps (M1 bars) to train for"""
-    learning_starts: int = 10_000
-    """random-action steps before learning"""
-    update_every: int = 2
-    """environment steps per gradient update (SB3 ``train_freq``; as ``train_mtf_marl --update-every``)"""
-    batch_size: int = 256
-    """minibatch size"""
-    buffer_size: int = 300_000
-    """replay capacity"""
+class Args(TrainArgs):
     net_arch: tuple[int, ...] = (64, 64)
     """hidden layers of the actor and of each critic"""
     action_noise: float = 0.2
     """std of the Gaussian exploration noise on the actions"""
-    episode_bars: int = 1440 * 5
-    """M1 bars per training episode"""
-    max_exposure: float = 10.0
-    """notional of a full-size position, multiple of equity"""
-    eval_every: int = 50_000
-    """steps between validation runs"""
-    eval_bars: int = 0
-    """bars of each validation segment to use (0 = all)"""
-    seed: int = 0
-    """seed of every random generator"""
-    out: str = ""
-    """output folder (default runs/train-td3-<UTC time>)"""
-    torch_threads: int = 1
-    """torch CPU threads (1 is fastest for these small networks and keeps runs reproducible)"""
-    tensorboard: bool = True
-    """write TensorBoard logs to OUT/tb"""
-
-
-def _env_config(args: Args) -> EnvConfig:
-    return EnvConfig(symbol=args.symbol, episode_bars=args.episode_bars, max_exposure=args.max_exposure)
 
 
 def manifest(args: Args, step: int, extra: dict | None = None) -> dict:
-    cfg = _env_config(args)
-    return {"algorithm": ALGORITHM, "feature_spec": DEFAULT_SPEC.to_dict(), "h4_feature_spec": H4_SPEC.to_dict(),
-            "obs": {"state": STATE_DIM}, "net_arch": list(args.net_arch), "symbol": args.symbol,
-            "train_period": [args.train_start, args.train_end], "val_period": [args.val_start, args.val_end],
-            "args": asdict(args),
-            "env_config": {k: v for k, v in asdict(cfg).items() if k != "rules"} | {"rules": cfg.rules.to_dict()},
-            "seed": args.seed, "step": step, **(extra or {})}
+    return args.base_manifest(ALGORITHM, step) | {"obs": {"state": STATE_DIM}, "net_arch": list(args.net_arch),
+                                                  **(extra or {})}
 
 
 def actor_tensors(model: TD3) -> dict[str, Any]:
@@ -160,7 +124,7 @@ class Validation(BaseCallback):
 
     def validate(self) -> dict:
         model, a = self.model, self.args
-        res = evaluate_single(self.val_ctx, _env_config(a), numpy_actor(model, a.net_arch), a.eval_bars)
+        res = evaluate_single(self.val_ctx, a.env_config(), numpy_actor(model, a.net_arch), a.eval_bars)
         # validation score: Sharpe, heavily penalised for drawdown breaches (as train_mtf_marl)
         res["score"] = res["sharpe"] - 5.0 * res["breaches"]
         res["step"] = self.num_timesteps
@@ -184,7 +148,7 @@ def main(args: Args) -> dict:
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
     out = Path(args.out) if args.out else REPO_ROOT / "runs" / f"train-{ALGORITHM}-{stamp}"
     out.mkdir(parents=True, exist_ok=True)
-    cfg = _env_config(args)
+    cfg = args.env_config()
     train_ctx = period_contexts(args.symbol, args.train_start, args.train_end, args.data or None)
     val_ctx = period_contexts(args.symbol, args.val_start, args.val_end, args.data or None)
     env = SegmentedForexEnv(train_ctx, cfg)
