@@ -134,6 +134,16 @@ class MTFMARL:
         return m
 
 
+H4_CHANGE = 0.1  # a director decision "changes" when its limit or bias moves more than this
+
+
+def h4_changes(decisions: list[tuple[float, float]]) -> int:
+    """Director decisions, as (limit in [0, 1], bias), whose limit or bias moved more than ``H4_CHANGE`` from
+    the previous decision: the one definition of H4 action stability for evaluation and backtests."""
+    d = np.asarray(decisions, dtype=np.float64).reshape(-1, 2)
+    return int((np.abs(np.diff(d, axis=0)).max(axis=1) > H4_CHANGE).sum()) if len(d) > 1 else 0
+
+
 def act(actor: Actor, obs: np.ndarray) -> np.ndarray:
     with torch.inference_mode():
         return actor(torch.as_tensor(obs, dtype=torch.float32).unsqueeze(0))[0].numpy()

@@ -50,7 +50,12 @@ def write_outputs(res: BacktestResult, out: Path, tearsheet: bool = True,
                   extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """Write the run's files into ``out`` and return the summary written to summary.json."""
     out.mkdir(parents=True, exist_ok=True)
+    strat = res.strategy_obj
     summary = {**summarise(res), **(extra or {})}
+    if hasattr(strat, "coordination"):  # agent strategies: coordination metrics and plots
+        summary["coordination"] = strat.coordination()
+        plots.plot_h4_limit(res.index, strat.decisions, out / "h4_limit.png")
+        plots.plot_m1_vs_limit(res.index, strat.entries, out / "m1_entry_vs_h4_limit.png")
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
 
     # equity at hourly resolution keeps the file small; worst = lowest worst-price equity in the hour
@@ -65,12 +70,6 @@ def write_outputs(res: BacktestResult, out: Path, tearsheet: bool = True,
     if len(fills):
         fills.insert(0, "datetime", pd.to_datetime(fills["minute"], unit="m", utc=True))
     fills.to_csv(out / "fills.csv", index=False)
-    strat = res.strategy_obj
-    if hasattr(strat, "coordination"):  # agent strategies: coordination metrics and plots
-        summary["coordination"] = strat.coordination()
-        (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
-        plots.plot_h4_limit(res.index, strat.decisions, out / "h4_limit.png")
-        plots.plot_m1_vs_limit(res.index, strat.entries, out / "m1_entry_vs_h4_limit.png")
     cmdp = strat.analyzers.cmdp
     plots.plot_drawdown(res.index, np.asarray(cmdp.daily_dd), np.asarray(cmdp.total_dd), res.cmdp["daily_limit"],
                         res.cmdp["total_limit"], res.cmdp["soft_zone"], res.cmdp["mode"], out / "drawdown.png")

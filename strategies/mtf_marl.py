@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from agents.checkpoint import CheckpointError, load_checkpoint
+from agents.mtf_marl import h4_changes
 from agents.networks import Actor, NumpyActor
 from agents.observations import H4_OBS_DIM, M1_OBS_DIM
 from features.context import H4_SPEC
@@ -69,8 +70,7 @@ class MtfMarl(AgentStrategy):
 
     def coordination(self) -> dict[str, float | int]:
         days = max(1, len(np.unique(self.ctx.index[[e[0] for e in self.entries]].normalize()))) if self.entries else 1
-        d = np.array([(lim, b) for _, lim, b in self.decisions]) if self.decisions else np.zeros((0, 2))
-        changes = int((np.abs(np.diff(d, axis=0)).max(axis=1) > 0.1).sum()) if len(d) > 1 else 0
+        changes = h4_changes([(lim, b) for _, lim, b in self.decisions])
         return {"h4_decisions": len(self.decisions), "h4_changes_per_day": changes / days,
                 "m1_constraint_violations": int(self.violations),
                 "m1_attempted_violations": int(self.attempted_violations)}

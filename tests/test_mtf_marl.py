@@ -192,3 +192,10 @@ def test_agents_learn_a_simple_trend() -> None:
             lr.update(buf.sample(128, rng))
     res = evaluate_hierarchical([ctx], cfg, NumpyActor(lr.h4), NumpyActor(lr.m1), max_bars=5000)
     assert res["total_return"] > 0.01, res  # flat would be exactly 0
+
+
+def test_h4_changes_counts_moves_beyond_the_threshold() -> None:
+    from agents.mtf_marl import h4_changes
+
+    assert h4_changes([(0.5, 0.0), (0.55, 0.0), (0.8, 0.0), (0.8, -0.5), (0.8, -0.45)]) == 2
+    assert h4_changes([]) == 0 and h4_changes([(1.0, 1.0)]) == 0

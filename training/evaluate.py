@@ -9,6 +9,7 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 
+from agents.mtf_marl import h4_changes
 from features.context import MarketContext
 from reports import metrics
 from risk.drawdown import DrawdownGuard
@@ -17,7 +18,11 @@ from training.env import ForexEnv
 from training.hier_env import HierarchicalForexEnv
 
 Policy = Callable[[np.ndarray], np.ndarray]
-H4_CHANGE = 0.1  # a director decision "changes" the action when a component moves more than this
+
+
+def validation_score(res: dict) -> float:
+    """What model selection maximises: validation Sharpe, heavily penalised for drawdown breaches."""
+    return res["sharpe"] - 5.0 * res["breaches"]
 
 
 def evaluate_hierarchical(contexts: list[MarketContext], cfg: EnvConfig, h4: Policy, m1: Policy,
@@ -26,7 +31,8 @@ def evaluate_hierarchical(contexts: list[MarketContext], cfg: EnvConfig, h4: Pol
     a breach halts trading as in the backtest) and summarise. ``max_bars`` > 0 limits bars per context."""
     cfg = replace(cfg, random_start=False, terminate_on_breach=False, episode_bars=10**9)
     runs = []
-    decisions = changes = attempted = violations = bars = 0
+    decisions: list[tuple[float, float]] = []
+    attempted = violations = bars = 0
     reward = 0.0
     for ctx in contexts:
         env = HierarchicalForexEnv(ctx, cfg)
@@ -34,16 +40,15 @@ def evaluate_hierarchical(contexts: list[MarketContext], cfg: EnvConfig, h4: Pol
         start = info["bar"]
         stop = len(ctx) - 1 if max_bars <= 0 else min(len(ctx) - 1, start + max_bars)
         equity = [env.acct.sim.equity]
-        a_h4 = prev = None
+        a_h4 = None
         while env.i < stop:
-            if env.h4_decision_due():
+            due = env.h4_decision_due()
+            if due:
                 a_h4 = h4(o_h4)
-                decisions += 1
-                if prev is not None and np.max(np.abs(a_h4 - prev)) > H4_CHANGE:
-                    changes += 1
-                prev = a_h4
             a_m1 = m1(env.m1_obs(a_h4))
             (o_h4, _), r, _, _, info = env.step(a_h4, a_m1)
+            if due:
+                decisions.append((info["h4_limit"], info["h4_bias"]))
             reward += r
             attempted += info["m1_constraint_violation"]
             violations += abs(info["target_fraction"]) > info["h4_limit"] + 1e-9
@@ -53,7 +58,7 @@ def evaluate_hierarchical(contexts: list[MarketContext], cfg: EnvConfig, h4: Pol
     out, trading_days = _summary(runs, cfg.cash)
     return {
         "bars": bars, **out, "reward": reward,
-        "h4_decisions": decisions, "h4_changes_per_day": changes / max(1, trading_days),
+        "h4_decisions": len(decisions), "h4_changes_per_day": h4_changes(decisions) / max(1, trading_days),
         "m1_attempted_violations": attempted, "m1_constraint_violations": violations,
     }
 

@@ -33,7 +33,7 @@ from features.engine import DEFAULT_SPEC
 from feeds.paths import REPO_ROOT
 from training.common import TrainArgs
 from training.data import period_contexts
-from training.evaluate import evaluate_hierarchical
+from training.evaluate import evaluate_hierarchical, validation_score
 from training.hier_env import HierarchicalForexEnv
 
 log = logging.getLogger(__name__)
@@ -128,8 +128,7 @@ class Trainer:
     def evaluate(self) -> dict:
         h4, m1 = NumpyActor(self.learner.h4), NumpyActor(self.learner.m1)
         res = evaluate_hierarchical(self.val_ctx, self.cfg, h4, m1, self.args.eval_bars)
-        # validation score: Sharpe, heavily penalised for drawdown breaches
-        res["score"] = res["sharpe"] - 5.0 * res["breaches"]
+        res["score"] = validation_score(res)
         res["step"] = self.step
         res["updates"] = self.learner.updates
         return res

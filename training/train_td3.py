@@ -45,7 +45,7 @@ from feeds.paths import REPO_ROOT
 from training.common import EnvConfig, TrainArgs
 from training.data import period_contexts
 from training.env import ForexEnv
-from training.evaluate import evaluate_single
+from training.evaluate import evaluate_single, validation_score
 
 log = logging.getLogger(__name__)
 ALGORITHM = "td3"
@@ -125,8 +125,7 @@ class Validation(BaseCallback):
     def validate(self) -> dict:
         model, a = self.model, self.args
         res = evaluate_single(self.val_ctx, a.env_config(), numpy_actor(model, a.net_arch), a.eval_bars)
-        # validation score: Sharpe, heavily penalised for drawdown breaches (as train_mtf_marl)
-        res["score"] = res["sharpe"] - 5.0 * res["breaches"]
+        res["score"] = validation_score(res)
         res["step"] = self.num_timesteps
         res["updates"] = int(model._n_updates)
         self.history.append(res)
