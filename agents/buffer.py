@@ -29,6 +29,15 @@ class Batch:
     o_m1_2: torch.Tensor
     done: torch.Tensor  # 1 on a terminal transition (breach), 0 on truncation: bootstrapping continues
     h4_due_2: torch.Tensor  # 1 if the director decides again at the next state
+    steps: torch.Tensor  # M1 steps from s to s2: 1, or the option's length for a semi-MDP H4 transition
+
+    @staticmethod
+    def cat(a: Batch, b: Batch) -> Batch:
+        return Batch(*(torch.cat([x, y]) for x, y in zip(a.fields(), b.fields(), strict=True)))
+
+    def fields(self) -> tuple[torch.Tensor, ...]:
+        return (self.s, self.o_h4, self.o_m1, self.a_h4, self.a_m1, self.r, self.s2, self.o_h4_2, self.o_m1_2,
+                self.done, self.h4_due_2, self.steps)
 
 
 class JointReplayBuffer:
@@ -54,6 +63,7 @@ class JointReplayBuffer:
         self.r = np.zeros((capacity, 1), f)
         self.done = np.zeros((capacity, 1), f)
         self.h4_due_2 = np.zeros((capacity, 1), f)
+        self.steps = np.ones((capacity, 1), f)
         self.bins = np.zeros(capacity, np.int8)
         self.pos = 0
         self.size = 0
@@ -61,8 +71,11 @@ class JointReplayBuffer:
     def __len__(self) -> int:
         return self.size
 
-    def add(self, s, o_h4, o_m1, a_h4, a_m1, r: float, s2, o_h4_2, o_m1_2, done: bool, h4_due_2: bool) -> None:
+    def add(self, s, o_h4, o_m1, a_h4, a_m1, r: float, s2, o_h4_2, o_m1_2, done: bool, h4_due_2: bool,
+            steps: int = 1) -> None:
+        """One transition; ``r`` is the (discounted) reward summed over ``steps`` M1 steps."""
         p = self.pos
+        self.steps[p, 0] = steps
         self.s[p], self.o_h4[p], self.o_m1[p] = s, o_h4, o_m1
         self.a_h4[p], self.a_m1[p] = a_h4, a_m1
         self.r[p, 0], self.done[p, 0], self.h4_due_2[p, 0] = r, float(done), float(h4_due_2)
@@ -91,10 +104,12 @@ class JointReplayBuffer:
         i = self.sample_indices(batch, rng, balanced_h4)
         t = torch.from_numpy
         return Batch(t(self.s[i]), t(self.o_h4[i]), t(self.o_m1[i]), t(self.a_h4[i]), t(self.a_m1[i]), t(self.r[i]),
-                     t(self.s2[i]), t(self.o_h4_2[i]), t(self.o_m1_2[i]), t(self.done[i]), t(self.h4_due_2[i]))
+                     t(self.s2[i]), t(self.o_h4_2[i]), t(self.o_m1_2[i]), t(self.done[i]), t(self.h4_due_2[i]),
+                     t(self.steps[i]))
 
     def state_dict(self) -> dict[str, np.ndarray | int]:
-        names = ("s", "s2", "o_h4", "o_h4_2", "o_m1", "o_m1_2", "a_h4", "a_m1", "r", "done", "h4_due_2", "bins")
+        names = ("s", "s2", "o_h4", "o_h4_2", "o_m1", "o_m1_2", "a_h4", "a_m1", "r", "done", "h4_due_2", "steps",
+                 "bins")
         return {**{k: getattr(self, k)[: self.size].copy() for k in names}, "pos": self.pos, "size": self.size}
 
     def load_state_dict(self, d: dict) -> None:

@@ -3,13 +3,22 @@
 Centralised training, decentralised acting (MADDPG / MATD3; HATD3 in HARL is the closest reference for
 agents with different observation spaces). The critic scores the joint action: Q(s, a_h4, a_m1).
 
-Credit assignment for the H4 agent (documented choice): the per-M1-step form. Every M1 transition stores
-the H4 action in force (held between H4 decisions), so the joint critic learns the value of the held
-director action at every minute, and the H4 actor is improved on every sampled transition with
-``-Q1(s, pi_h4(o_h4), a_m1)``. In the critic target the next H4 action is the target policy's only when
-the director decides at the next state (``h4_due_2``); otherwise it is the held action, which is what the
-environment will actually apply. The M1 observation carries the director's limit and bias, so it is
-rewritten with whichever H4 action is used (``with_h4``).
+Credit assignment for the H4 agent acting once per 240 M1 steps (``h4_credit``, compared in the ablation):
+
+* ``per_step``: every M1 transition stores the H4 action in force (held between decisions), so the joint
+  critic learns the value of the held director action at every minute, and the H4 actor is improved on
+  every sampled transition with ``-Q1(s, pi_h4(o_h4), a_m1)``. In the critic target the next H4 action is
+  the target policy's only when the director decides at the next state (``h4_due_2``); otherwise it is the
+  held action, which is what the environment will actually apply. The director's influence on rewards
+  240 steps away reaches it only through 240 bootstraps, discounted by gamma^240.
+* ``smdp`` (semi-MDP): in addition, one transition per director decision (option) goes to an H4 buffer:
+  the state and joint action at the decision, the reward discounted and summed over the option's M1 steps,
+  the state at the next decision and ``steps``; its target discounts by gamma^steps. The joint critic is
+  trained on both kinds (both estimate the same Q; the option return is an n-step return through the
+  M1 actions actually taken), and the H4 actor only at its decision points, on the option transitions.
+
+The M1 observation carries the director's limit and bias, so it is rewritten with whichever H4 action is
+used (``with_h4``).
 """
 
 from __future__ import annotations
@@ -35,9 +44,10 @@ class MTFMARLConfig:
     :param target_noise: std of target policy smoothing noise
     :param noise_clip: clip of that noise
     :param hidden: actor hidden sizes
-    :param critic_hidden: critic hidden sizes"""
+    :param critic_hidden: critic hidden sizes
+    :param h4_credit: ``per_step`` or ``smdp`` (module docstring)"""
 
-    gamma: float = 0.99
+    gamma: float = 0.995
     tau: float = 0.005
     actor_lr: float = 3e-4
     critic_lr: float = 3e-4
@@ -46,6 +56,11 @@ class MTFMARLConfig:
     noise_clip: float = 0.5
     hidden: tuple[int, ...] = (64, 64)
     critic_hidden: tuple[int, ...] = (64, 64)
+    h4_credit: str = "per_step"
+
+    def __post_init__(self) -> None:
+        if self.h4_credit not in ("per_step", "smdp"):
+            raise ValueError(f"h4_credit must be 'per_step' or 'smdp', got {self.h4_credit!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -87,20 +102,30 @@ class MTFMARL:
         noise = (torch.randn_like(a) * self.cfg.target_noise).clamp(-self.cfg.noise_clip, self.cfg.noise_clip)
         return (a + noise).clamp(-1.0, 1.0)
 
-    def update(self, b: Batch, h4_batch: Batch | None = None) -> dict[str, float]:
-        """One critic update on ``b`` (and an actor update every ``policy_delay``).
-
-        ``h4_batch`` is the separate-buffers ablation: the H4 actor then learns only from its own buffer
-        (transitions at its decisions), not from the shared joint experience.
-        """
-        cfg = self.cfg
+    def _target(self, b: Batch) -> torch.Tensor:
+        """Clipped double-Q target of ``b``, discounted by gamma ** steps (1 for an M1 transition)."""
         with torch.no_grad():
             fresh = self._smooth(self.h4_t(b.o_h4_2))
             a_h4_2 = torch.where(b.h4_due_2 > 0.5, fresh, b.a_h4)  # held unless the director decides next
             a_m1_2 = self._smooth(self.m1_t(self.with_h4(b.o_m1_2, a_h4_2)))
             q1t, q2t = self.critic_t(b.s2, a_h4_2, a_m1_2)
-            y = b.r + cfg.gamma * (1.0 - b.done) * torch.min(q1t, q2t)
-        q1, q2 = self.critic(b.s, b.a_h4, b.a_m1)
+            return b.r + torch.pow(self.cfg.gamma, b.steps) * (1.0 - b.done) * torch.min(q1t, q2t)
+
+    def update(self, b: Batch, h4_batch: Batch | None = None) -> dict[str, float]:
+        """One critic update on ``b`` (and an actor update every ``policy_delay``).
+
+        ``h4_batch`` holds the director's own transitions. With ``h4_credit="smdp"`` they are its option
+        transitions (required): the critic also learns from them and the H4 actor learns only from them.
+        With ``per_step`` it is optional and is the separate-buffers ablation: the H4 actor then learns
+        only from its decision points (one-step transitions), not from the shared joint experience.
+        """
+        cfg = self.cfg
+        smdp = cfg.h4_credit == "smdp"
+        if smdp and h4_batch is None:
+            raise ValueError("h4_credit='smdp' needs a batch of option transitions (h4_batch)")
+        cb = Batch.cat(b, h4_batch) if smdp else b  # one forward pass for both kinds of transition
+        y = self._target(cb)
+        q1, q2 = self.critic(cb.s, cb.a_h4, cb.a_m1)
         critic_loss = F.mse_loss(q1, y) + F.mse_loss(q2, y)
         self.opt_critic.zero_grad(set_to_none=True)
         critic_loss.backward()
@@ -109,18 +134,18 @@ class MTFMARL:
         out = {"critic_loss": critic_loss.item(), "q_mean": q1.detach().mean().item()}
         if self.updates % cfg.policy_delay == 0:
             hb = b if h4_batch is None else h4_batch
+            self.critic.requires_grad_(False)  # actor steps need dQ/da only, not the critic's weight gradients
             h4_loss = -self.critic.q1_only(hb.s, self.h4(hb.o_h4), hb.a_m1).mean()
-            self.opt_h4.zero_grad(set_to_none=True)
-            h4_loss.backward()
-            self.opt_h4.step()
             m1_loss = -self.critic.q1_only(b.s, b.a_h4, self.m1(b.o_m1)).mean()
+            self.opt_h4.zero_grad(set_to_none=True)
             self.opt_m1.zero_grad(set_to_none=True)
-            m1_loss.backward()
+            (h4_loss + m1_loss).backward()  # disjoint parameters: one backward pass serves both actors
+            self.opt_h4.step()
             self.opt_m1.step()
+            self.critic.requires_grad_(True)
             with torch.no_grad():
                 for net, tgt in ((self.h4, self.h4_t), (self.m1, self.m1_t), (self.critic, self.critic_t)):
-                    for p, pt in zip(net.parameters(), tgt.parameters(), strict=True):
-                        pt.mul_(1.0 - cfg.tau).add_(p, alpha=cfg.tau)
+                    torch._foreach_lerp_(list(tgt.parameters()), list(net.parameters()), cfg.tau)
             out |= {"h4_actor_loss": h4_loss.item(), "m1_actor_loss": m1_loss.item()}
         return out
 

@@ -120,7 +120,8 @@ def decision_pass(ctx, cfg: EnvConfig, h4_actor, m1_actor, every_bar: bool) -> n
             a_h4 = h4_actor(obs.h4(i, sim, guard))
             bias, limit = max(-1.0, min(1.0, float(a_h4[0]))), unit_interval(float(a_h4[1]))
         a_m1 = m1_actor(obs.m1(i, sim, limit, bias))
-        jt = joint_target((float(a_h4[0]), float(a_h4[1])), (float(a_m1[0]), float(a_m1[1])), obs.max_lots, inst)
+        jt = joint_target((float(a_h4[0]), float(a_h4[1])), (float(a_m1[0]), float(a_m1[1])), obs.max_lots, inst,
+                          current=sim.lots)
         verdict = validated_target(validator, sim, jt.lots, atr[i])
         times[k] = clock() - t0
         if verdict.lots != sim.lots:

@@ -15,6 +15,12 @@ Two agents:
   ``exit_confidence`` (mapped to [0, 1]) exceeds 0.5.
 The design document's ``entry_size x max_position_limit`` would scale by the limit twice; we clip instead,
 so ``|target| <= limit x max_lots`` always holds and an attempt to exceed it is reported as a violation.
+
+No-trade band: both mappings take the ``current`` position and keep it when the new target differs from it by
+less than ``band`` x ``max_lots`` (default ``REBALANCE_BAND``, 10 %), unless the target is flat (an exit always
+executes) or the current position exceeds what is now allowed. A continuous policy's output moves a little
+every minute; without the band each wiggle is an order paying spread and commission, and churn, not the
+market, decides the P&L.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from brokers.instruments import Instrument
 
 BIAS_THRESHOLD = 0.3
 EXIT_THRESHOLD = 0.5
+REBALANCE_BAND = 0.1
 
 
 def unit_interval(a: float) -> float:
@@ -38,10 +45,20 @@ def max_lots_for(equity: float, price: float, inst: Instrument, max_exposure: fl
     return inst.round_lots(max(0.0, equity) * max_exposure / notional_per_lot)
 
 
-def single_target(position: float, exit_confidence: float, max_lots: float, inst: Instrument) -> float:
+def banded(target: float, current: float, band_lots: float, cap_lots: float) -> float:
+    """``target``, or ``current`` when the move is smaller than ``band_lots`` and ``current`` is allowed
+    (``|current| <= cap_lots``); a flat target always wins."""
+    if target == 0.0 or abs(current) > cap_lots + 1e-9 or abs(target - current) >= band_lots - 1e-9:
+        return target
+    return current
+
+
+def single_target(position: float, exit_confidence: float, max_lots: float, inst: Instrument, *,
+                  current: float, band: float = REBALANCE_BAND) -> float:
     if unit_interval(exit_confidence) > EXIT_THRESHOLD:
         return 0.0
-    return inst.round_lots(min(1.0, max(-1.0, position)) * max_lots)
+    target = inst.round_lots(min(1.0, max(-1.0, position)) * max_lots)
+    return banded(target, current, band * max_lots, max_lots)
 
 
 class JointTarget(NamedTuple):
@@ -52,7 +69,7 @@ class JointTarget(NamedTuple):
 
 
 def joint_target(h4_action: tuple[float, float], m1_action: tuple[float, float], max_lots: float,
-                 inst: Instrument) -> JointTarget:
+                 inst: Instrument, *, current: float, band: float = REBALANCE_BAND) -> JointTarget:
     bias = min(1.0, max(-1.0, h4_action[0]))
     limit = unit_interval(h4_action[1])
     entry = min(1.0, max(-1.0, m1_action[0]))
@@ -63,4 +80,8 @@ def joint_target(h4_action: tuple[float, float], m1_action: tuple[float, float],
         frac = 0.0
     violation = abs(entry - frac) > 1e-9
     lots = inst.round_lots(frac * max_lots)
+    against = (bias > BIAS_THRESHOLD and current < 0.0) or (bias < -BIAS_THRESHOLD and current > 0.0)
+    kept = banded(lots, current, band * max_lots, -1.0 if against else inst.round_lots(limit * max_lots))
+    if kept != lots and max_lots > 0.0:
+        lots, frac = kept, kept / max_lots
     return JointTarget(lots, frac, limit, violation)

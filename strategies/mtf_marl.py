@@ -62,7 +62,7 @@ class MtfMarl(AgentStrategy):
             self.decisions.append((i, self.limit, self.bias))
         a_m1 = self.m1_actor(self.obs.m1(i, sim, self.limit, self.bias))
         jt = joint_target((float(self.a_h4[0]), float(self.a_h4[1])), (float(a_m1[0]), float(a_m1[1])),
-                          self.obs.max_lots, self.inst)
+                          self.obs.max_lots, self.inst, current=sim.lots)
         self.attempted_violations += jt.violation
         self.violations += abs(jt.fraction) > jt.limit + 1e-9
         self.entries.append((i, jt.fraction, jt.limit))

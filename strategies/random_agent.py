@@ -26,5 +26,6 @@ class RandomAgent(FxStrategy):
         a = self.rng.uniform(-1.0, 1.0, size=2)
         sim = self.broker.sim
         target = single_target(float(a[0]), float(a[1]), max_lots_for(sim.equity, sim.bid, self.inst,
-                                                                       self.p.max_exposure), self.inst)
+                                                                       self.p.max_exposure), self.inst,
+                               current=sim.lots, band=0.0)  # a stress agent: every change is an order
         self.trade_to(target, i)

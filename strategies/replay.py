@@ -28,4 +28,4 @@ class ReplayActions(FxStrategy):
         sim = self.broker.sim
         max_lots = max_lots_for(sim.equity, sim.bid, self.inst, self.p.max_exposure)
         a0, a1 = float(self.actions[i, 0]), float(self.actions[i, 1])
-        self.trade_to(single_target(a0, a1, max_lots, self.inst), i)
+        self.trade_to(single_target(a0, a1, max_lots, self.inst, current=sim.lots), i)

@@ -42,4 +42,4 @@ class Td3Agent(AgentStrategy):
 
     def decide(self, i: int, sim) -> None:
         a = self.actor(self.obs.shared(i, sim, sim.guard))
-        self.trade_to(single_target(float(a[0]), float(a[1]), self.obs.max_lots, self.inst), i)
+        self.trade_to(single_target(float(a[0]), float(a[1]), self.obs.max_lots, self.inst, current=sim.lots), i)

@@ -93,7 +93,8 @@ def test_strategy_and_env_take_the_same_actions(tmp_path: Path, fx_dir, macro_di
     env_targets, env_equity = [], {}
     while env.i < len(ctx) - 1:
         a = actor(obs)
-        env_targets.append((env.i, single_target(float(a[0]), float(a[1]), env.acct.obs.max_lots, env.inst)))
+        env_targets.append((env.i, single_target(float(a[0]), float(a[1]), env.acct.obs.max_lots, env.inst,
+                                                          current=env.acct.sim.lots)))
         obs, _, _, _, info = env.step(a)
         env_equity[env.i] = info["equity"]
     res = run_backtest(LoggedTd3, m1, BacktestConfig(symbol="EURUSD", strategy_params={"checkpoint": tmp_path / "ck"}))

@@ -1,6 +1,10 @@
-"""Ablation: MTF-MARL with a shared buffer vs separate buffers vs the SB3 TD3 single-agent baseline.
+"""Ablation: MTF-MARL with a shared buffer (per-step or semi-MDP H4 credit) vs separate buffers vs the SB3
+TD3 single-agent baseline.
 
     python -m training.ablation --seeds 0 1 --total-steps 400000 --runs runs/ablation --out docs/ablation
+
+Variants can be trained in separate processes (``--variants td3 --seeds 1``, one per core), then a last call
+with all variants reuses the finished runs and writes the table.
 
 Every variant trains on the same periods with the same budget and seeds, and is validated by the same
 evaluation code. Writes ``ablation.md`` (for the policy selected by validation score: Sharpe, return,
@@ -20,13 +24,15 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import tyro
 
-VARIANTS = ("mtf_marl_shared", "mtf_marl_separate", "td3")
+VARIANTS = ("mtf_marl_shared", "mtf_marl_smdp", "mtf_marl_separate", "td3")
 
 
 @dataclass
 class Args:
     seeds: tuple[int, ...] = (0,)
     """seeds, the same for every variant"""
+    variants: tuple[str, ...] = VARIANTS
+    """variants to train / tabulate"""
     total_steps: int = 400_000
     """environment steps per run"""
     learning_starts: int = 20_000
@@ -59,15 +65,19 @@ def _train(variant: str, seed: int, args: Args, out: Path) -> dict:
         return train_td3.main(train_td3.Args(**common))
     from training import train_mtf_marl
 
-    buffer = "shared" if variant.endswith("shared") else "separate"
-    return train_mtf_marl.main(train_mtf_marl.Args(**common, buffer=buffer, progress=False))
+    buffer = "separate" if variant.endswith("separate") else "shared"
+    credit = "smdp" if variant.endswith("smdp") else "per_step"
+    return train_mtf_marl.main(train_mtf_marl.Args(**common, buffer=buffer, h4_credit=credit, progress=False))
 
 
 def main(args: Args) -> Path:
     runs, out = Path(args.runs), Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    results: dict[str, list[dict]] = {v: [] for v in VARIANTS}
-    for variant in VARIANTS:
+    unknown = set(args.variants) - set(VARIANTS)
+    if unknown:
+        raise ValueError(f"unknown variants {sorted(unknown)}; known: {VARIANTS}")
+    results: dict[str, list[dict]] = {v: [] for v in args.variants}
+    for variant in args.variants:
         for seed in args.seeds:
             run = runs / f"{variant}-s{seed}"
             f = run / "train_summary.json"

@@ -42,6 +42,8 @@ class TrainArgs:
     """random-action steps before learning"""
     update_every: int = 2
     """environment steps per gradient update (SB3's train_freq for td3)"""
+    gamma: float = 0.995
+    """discount per M1 step (0.995: a half-life of about 2.3 hours)"""
     batch_size: int = 256
     """minibatch size"""
     buffer_size: int = 300_000
@@ -89,8 +91,8 @@ class EnvConfig:
     :param rules: drawdown rules
     :param terminate_on_breach: end the episode on a breach (else go on, halted, as the backtest does)
     :param on_excess: validator behaviour for unsafe sizes
-    :param vol_halflife: half-life in steps of the EWMA P&L volatility that scales the reward
-    :param vol_floor: lower bound of that volatility, as a fraction of initial cash (1e-5 = 1 USD per 100k)
+    :param vol_minutes: minutes per H4 bar: the H4 ATR / sqrt(this) is the typical one-minute move that
+        scales the reward
     :param soft_penalty: reward penalty per unit of daily drawdown beyond the soft zone (design: 100)
     :param daily_breach_penalty: reward on a daily breach (design: -1000)
     :param total_breach_penalty: reward on a total breach (design: -10000)
@@ -106,8 +108,7 @@ class EnvConfig:
     rules: DrawdownRules = field(default_factory=DrawdownRules.from_config)
     terminate_on_breach: bool = True
     on_excess: str = "shrink"
-    vol_halflife: float = 240.0
-    vol_floor: float = 1e-5
+    vol_minutes: float = 240.0
     soft_penalty: float = 100.0
     daily_breach_penalty: float = -1000.0
     total_breach_penalty: float = -10000.0
@@ -130,15 +131,15 @@ class Account:
         self.o, self.h, self.l, self.c = (a.tolist() for a in (ctx.open, ctx.high, ctx.low, ctx.close))
         self.atr = ctx.h4_atr.tolist()
         self.obs = ObservationBuilder(ctx, self.inst, cfg.cash, cfg.rules, cfg.max_exposure)
-        self._alpha = 1.0 - 0.5 ** (1.0 / cfg.vol_halflife)
+        # one minute's typical P&L of a full-size position (max_exposure x initial cash of notional), USD per
+        # unit of relative price move: the reward's scale, fixed by the market, not by the agent's own P&L
+        self._full_size = cfg.max_exposure * cfg.cash
+        self._vol_scale = 1.0 / math.sqrt(cfg.vol_minutes)
         self.reset()
 
     def reset(self) -> None:
         self.sim.reset()
         self.validator.blocked = self.validator.shrunk = 0
-        floor = self.cfg.vol_floor * self.cfg.cash
-        self._var = floor * floor
-        self._vol_floor = floor
         self.prev_equity = self.cfg.cash
         self.obs.reset()
         self.reward_parts = {"pnl": 0.0, "soft_penalty": 0.0, "breach_penalty": 0.0}
@@ -149,13 +150,19 @@ class Account:
         self.obs.after_bar(i, self.sim)
         return fills
 
-    def reward(self) -> tuple[float, bool]:
-        """Joint reward of the last bar (design 2.D) and whether a drawdown limit was breached."""
+    def reward(self, i: int) -> tuple[float, bool]:
+        """Joint reward of the last bar, ``i`` (design 2.D: P&L over portfolio volatility, soft-zone and breach
+        penalties) and whether a drawdown limit was breached.
+
+        The volatility is the market's, not the agent's own P&L's: one minute's typical P&L of a full-size
+        position (H4 ATR / sqrt(240) relative move x full-size notional), as known at bar ``i``'s close. An
+        earlier version divided by an EWMA of the agent's own P&L volatility with a floor while flat; that
+        made the first minutes of every trade (costs included) hit the clip and taught every learner to
+        stay flat."""
         sim, g, cfg = self.sim, self.guard, self.cfg
         pnl = sim.equity - self.prev_equity
         self.prev_equity = sim.equity
-        self._var += self._alpha * (pnl * pnl - self._var)
-        vol = max(math.sqrt(self._var), self._vol_floor)
+        vol = self._full_size * self._vol_scale * self.atr[i] / self.c[i]
         r = base = max(-cfg.reward_clip, min(cfg.reward_clip, pnl / vol))
         parts = self.reward_parts
         parts["pnl"] += base

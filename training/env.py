@@ -60,7 +60,7 @@ class ForexEnv(gym.Env):
     def step(self, action):
         acct, sim = self.acct, self.acct.sim
         a0, a1 = float(action[0]), float(action[1])
-        target = single_target(a0, a1, acct.obs.max_lots, self.inst)
+        target = single_target(a0, a1, acct.obs.max_lots, self.inst, current=sim.lots)
         verdict = validated_target(acct.validator, sim, target, acct.atr[self.i])
         if verdict.lots != sim.lots:
             sim.submit_target(verdict.lots)
@@ -68,7 +68,7 @@ class ForexEnv(gym.Env):
         fills = acct.bar(self.i)  # the order fills at this bar's open
         if fills:
             self.fill_log.extend(fills)
-        reward, breached = acct.reward()
+        reward, breached = acct.reward(self.i)
         terminated = breached and self.cfg.terminate_on_breach
         truncated = self.i >= self.end and not terminated  # CRUCIAL: end of data is a truncation, not terminal
         info = {"bar": self.i, "equity": sim.equity, "validator": verdict.outcome, "fills": len(fills)}

@@ -86,13 +86,13 @@ class HierarchicalForexEnv:
             self.bias = max(-1.0, min(1.0, self._h4_action[0]))
             self.limit = unit_interval(self._h4_action[1])
         jt = joint_target(self._h4_action, (float(m1_action[0]), float(m1_action[1])), acct.obs.max_lots,
-                          self.inst)
+                          self.inst, current=sim.lots)
         verdict = validated_target(acct.validator, sim, jt.lots, acct.atr[self.i])
         if verdict.lots != sim.lots:
             sim.submit_target(verdict.lots)
         self.i += 1
         fills = acct.bar(self.i)  # orders decided on bar i fill at bar i+1's open
-        reward, breached = acct.reward()
+        reward, breached = acct.reward(self.i)
         terminated = breached and self.cfg.terminate_on_breach
         truncated = self.i >= self.end and not terminated  # CRUCIAL: end of the window is not terminal
         info = {"bar": self.i, "h4_decision": decision, "m1_constraint_violation": jt.violation,

@@ -44,6 +44,9 @@ ALGORITHM = "mtf_marl"
 class Args(TrainArgs):
     buffer: Literal["shared", "separate"] = "shared"
     """shared: one buffer + joint critic; separate: two independent TD3 learners, each with its own buffer"""
+    h4_credit: Literal["per_step", "smdp"] = "per_step"
+    """H4 credit assignment: per_step (held action in every M1 transition) or smdp (plus one option transition
+    per director decision, reward discounted over its M1 steps); see agents/mtf_marl.py"""
     balanced_h4: bool = False
     """sample the buffer balanced over H4 action bins"""
     expl_noise: float = 0.2
@@ -56,10 +59,17 @@ class Args(TrainArgs):
     """show a progress bar"""
 
 
+def learner_config(args: Args) -> MTFMARLConfig:
+    if args.buffer == "separate" and args.h4_credit == "smdp":
+        raise ValueError("--buffer separate is the per-step ablation; with --h4-credit smdp the director already "
+                         "learns only from its own option transitions")
+    return MTFMARLConfig(gamma=args.gamma, h4_credit=args.h4_credit)
+
+
 def manifest(args: Args, step: int, extra: dict | None = None) -> dict:
     return args.base_manifest(ALGORITHM, step) | {
         "obs": {"state": STATE_DIM, "h4": H4_OBS_DIM, "m1": M1_OBS_DIM, "m1_h4_slots": [M1_LIMIT_SLOT, M1_BIAS_SLOT]},
-        "learner_config": MTFMARLConfig().to_dict(), **(extra or {})}
+        "learner_config": learner_config(args).to_dict(), **(extra or {})}
 
 
 class Trainer:
@@ -77,11 +87,14 @@ class Trainer:
             env.np_random = np.random.default_rng([args.seed, k])
         lengths = np.array([len(c) - c.first_ready for c in self.train_ctx], float)
         self.env_p = lengths / lengths.sum()
-        self.learner = MTFMARL(STATE_DIM, H4_OBS_DIM, M1_OBS_DIM, (M1_LIMIT_SLOT, M1_BIAS_SLOT))
+        self.learner = MTFMARL(STATE_DIM, H4_OBS_DIM, M1_OBS_DIM, (M1_LIMIT_SLOT, M1_BIAS_SLOT),
+                               learner_config(args))
         cap = args.buffer_size  # not capped by total_steps: a resumed run must keep the same ring buffer
         self.buffer = JointReplayBuffer(cap, STATE_DIM, H4_OBS_DIM, M1_OBS_DIM)
-        if args.buffer == "separate":
-            # no shared experience: each agent samples its own buffer (the H4 one holds only its decisions)
+        self.own_h4 = args.buffer == "separate" or args.h4_credit == "smdp"
+        if self.own_h4:
+            # the director's own transitions, one per decision: one-step ones for the separate-buffers
+            # ablation (no shared experience), option transitions for semi-MDP credit
             self.h4_buffer = JointReplayBuffer(max(1, cap // 60), STATE_DIM, H4_OBS_DIM, M1_OBS_DIM)
         self.step = 0
         self.best_score = -np.inf
@@ -93,7 +106,7 @@ class Trainer:
         t["torch_rng"] = torch.get_rng_state()
         t["buffer"] = {k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v
                        for k, v in self.buffer.state_dict().items()}
-        if self.args.buffer == "separate":
+        if self.own_h4:
             t["h4_buffer"] = {k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v
                               for k, v in self.h4_buffer.state_dict().items()}
         return t
@@ -112,7 +125,7 @@ class Trainer:
             m.load_state_dict(tensors[name])
         torch.set_rng_state(tensors["torch_rng"])
         self.buffer.load_state_dict({k: v.numpy() if torch.is_tensor(v) else v for k, v in tensors["buffer"].items()})
-        if self.args.buffer == "separate":
+        if self.own_h4:
             self.h4_buffer.load_state_dict(
                 {k: v.numpy() if torch.is_tensor(v) else v for k, v in tensors["h4_buffer"].items()})
         st = man["rng"]
@@ -179,6 +192,10 @@ def main(args: Args) -> dict:
 
     env, o_h4, s = new_episode()
     a_h4 = None
+    smdp = a.h4_credit == "smdp"
+    gamma = learner.cfg.gamma
+    option: tuple = ()  # (s, o_h4, o_m1, a_h4, a_m1) at the director's last decision
+    opt_r, opt_k = 0.0, 0
     saved_at = -1
     while tr.step < a.total_steps:
         # --- act: the director only when an H4 bar has completed; the executor every minute
@@ -198,7 +215,14 @@ def main(args: Args) -> dict:
         due2 = env.h4_decision_due()
         # CRUCIAL: only a breach is terminal; the end of the window (trunc) still bootstraps from s2
         tr.buffer.add(s, o_h4, o_m1, a_h4, a_m1, r, s2, o_h4_2, o_m1_2, term, due2)
-        if a.buffer == "separate" and due:  # the director's own experience: its decision points only
+        if smdp:  # the option runs until the director decides again or the episode ends
+            if due:
+                option, opt_r, opt_k = (s, o_h4, o_m1, a_h4, a_m1), 0.0, 0
+            opt_r += gamma**opt_k * r
+            opt_k += 1
+            if due2 or term or trunc:
+                tr.h4_buffer.add(*option, opt_r, s2, o_h4_2, o_m1_2, term, due2, opt_k)
+        elif a.buffer == "separate" and due:  # the director's own experience: its decision points only
             tr.h4_buffer.add(s, o_h4, o_m1, a_h4, a_m1, r, s2, o_h4_2, o_m1_2, term, due2)
         ep_reward += r
         tr.step += 1
@@ -207,7 +231,7 @@ def main(args: Args) -> dict:
         # --- learn
         if tr.step >= a.learning_starts and tr.step % a.update_every == 0:
             batch = tr.buffer.sample(a.batch_size, rng, a.balanced_h4)
-            h4_batch = tr.h4_buffer.sample(a.batch_size, rng, a.balanced_h4) if a.buffer == "separate" else None
+            h4_batch = tr.h4_buffer.sample(max(1, a.batch_size // 4), rng, a.balanced_h4) if tr.own_h4 else None
             losses = learner.update(batch, h4_batch)
             if writer is not None and learner.updates % 500 == 0:
                 for k, v in losses.items():

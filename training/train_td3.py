@@ -153,7 +153,7 @@ def main(args: Args) -> dict:
     env = SegmentedForexEnv(train_ctx, cfg)
     # TD3(seed=...) seeds Python, NumPy (the action noise draws from it), torch, the action space, and the
     # env's first reset (then SegmentedForexEnv seeds every segment from it)
-    model = TD3("MlpPolicy", env, learning_rate=1e-3, buffer_size=args.buffer_size,
+    model = TD3("MlpPolicy", env, learning_rate=1e-3, buffer_size=args.buffer_size, gamma=args.gamma,
                 learning_starts=args.learning_starts, batch_size=args.batch_size, train_freq=args.update_every,
                 gradient_steps=1, action_noise=NormalActionNoise(np.zeros(2), np.full(2, args.action_noise)),
                 policy_kwargs={"net_arch": list(args.net_arch)}, seed=args.seed, device="cpu",

@@ -1,0 +1,43 @@
+"""The one action -> target mapping: projection onto the director's limit and the no-trade band."""
+
+from __future__ import annotations
+
+import pytest
+
+from brokers.instruments import get_instrument
+from risk.actions import REBALANCE_BAND, banded, joint_target, single_target
+
+EURUSD = get_instrument("EURUSD")
+LONG_ONLY, SHORT_ONLY, BOTH = 0.9, -0.9, 0.0
+FULL_LIMIT, HALF_LIMIT = 1.0, 0.0  # H4 limit action: (a + 1) / 2 of max_lots
+
+
+def test_band_keeps_small_moves_and_never_blocks_an_exit() -> None:
+    assert banded(1.05, 1.0, band_lots=0.1, cap_lots=2.0) == 1.0  # wiggle: keep
+    assert banded(1.10, 1.0, band_lots=0.1, cap_lots=2.0) == 1.10  # a move of the band itself trades
+    assert banded(0.0, 0.05, band_lots=0.1, cap_lots=2.0) == 0.0  # flat always wins
+    assert banded(0.95, 1.0, band_lots=0.1, cap_lots=0.9) == 0.95  # current above the cap: must trade
+    assert banded(0.05, 0.0, band_lots=0.1, cap_lots=2.0) == 0.0  # too small an entry from flat: stay flat
+
+
+def test_single_target_band_is_a_fraction_of_max_lots() -> None:
+    max_lots = 10.0
+    assert single_target(0.52, -1.0, max_lots, EURUSD, current=5.0) == 5.0
+    assert single_target(0.62, -1.0, max_lots, EURUSD, current=5.0) == 6.2
+    assert single_target(0.52, 1.0, max_lots, EURUSD, current=5.0) == 0.0  # exit confidence > 0.5
+    assert single_target(0.52, -1.0, max_lots, EURUSD, current=5.0, band=0.0) == 5.2
+    assert REBALANCE_BAND == 0.1
+
+
+@pytest.mark.parametrize(("h4", "m1", "current", "lots", "violation"), [
+    ((BOTH, FULL_LIMIT), (0.55, -1.0), 5.0, 5.0, False),  # inside the band: keep 5 lots
+    ((BOTH, HALF_LIMIT), (0.8, -1.0), 5.0, 5.0, True),  # clipped to the 0.5 limit = current: keep
+    ((BOTH, HALF_LIMIT), (0.8, -1.0), 5.5, 5.0, True),  # current above the new limit: cut to it
+    ((SHORT_ONLY, FULL_LIMIT), (0.05, -1.0), 0.3, 0.0, True),  # long against a short-only bias: flat
+    ((LONG_ONLY, FULL_LIMIT), (0.02, -1.0), -0.5, 0.2, False),  # short against a long-only bias: not kept
+])
+def test_joint_target_band_respects_the_director(h4, m1, current, lots, violation) -> None:
+    jt = joint_target(h4, m1, 10.0, EURUSD, current=current)
+    assert jt.lots == pytest.approx(lots)
+    assert abs(jt.fraction) <= jt.limit + 1e-12
+    assert jt.violation is violation
