@@ -15,6 +15,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from agents.networks import Actor, NumpyActor
+from agents.observations import H4_OBS_DIM, M1_OBS_DIM, STATE_DIM
+from features.context import H4_SPEC
+from features.engine import DEFAULT_SPEC
+
 WEIGHTS, MANIFEST = "weights.pt", "manifest.json"
 FORMAT = 1
 
@@ -64,3 +69,39 @@ def load_checkpoint(path: Path, feature_spec: dict[str, Any] | None = None,
     except Exception as e:  # torch raises several types for corrupt or unsafe files
         raise CheckpointError(f"{path / WEIGHTS}: cannot load with weights_only=True: {e}") from e
     return tensors, manifest
+
+
+# ------------------------------------------------------------------ actors of the two trainers' checkpoints
+# Here, not in ``strategies``, so that training-side tools (the ablation's test-period evaluation) and the
+# Backtrader strategies load a checkpoint the same way without importing each other.
+
+def load_mtf_marl_actors(path: Path) -> tuple[NumpyActor, NumpyActor, dict]:
+    """The two actors of an MTF-MARL checkpoint (refused if its feature spec is not ours)."""
+    tensors, man = load_checkpoint(path, DEFAULT_SPEC.to_dict(), "mtf_marl")
+    if man.get("h4_feature_spec") != H4_SPEC.to_dict():
+        raise CheckpointError(f"{path} was trained on another H4 feature spec; retrain it")
+    obs = man["obs"]
+    if (obs["h4"], obs["m1"]) != (H4_OBS_DIM, M1_OBS_DIM):
+        raise CheckpointError(f"{path} expects observations of {obs['h4']}/{obs['m1']} values, "
+                              f"this code builds {H4_OBS_DIM}/{M1_OBS_DIM}")
+    hidden = tuple(man["learner_config"]["hidden"])
+    actors = []
+    for name, dim in (("h4_actor", H4_OBS_DIM), ("m1_actor", M1_OBS_DIM)):
+        a = Actor(dim, 2, hidden)
+        a.load_state_dict(tensors[name])
+        actors.append(NumpyActor(a))
+    return actors[0], actors[1], man
+
+
+def load_td3_actor(path: Path) -> tuple[NumpyActor, dict]:
+    """The actor of a TD3 checkpoint (refused if its feature spec or observation size is not ours).
+
+    The checkpoint holds SB3's ``policy.actor.mu`` (Linear, ReLU, ..., Linear, Tanh): the same layer layout
+    and state-dict keys as ``agents.networks.Actor.net``, so it loads into an ``Actor`` without SB3."""
+    tensors, man = load_checkpoint(path, DEFAULT_SPEC.to_dict(), "td3")
+    if man["obs"]["state"] != STATE_DIM:
+        raise CheckpointError(f"{path} expects observations of {man['obs']['state']} values, "
+                              f"this code builds {STATE_DIM}")
+    actor = Actor(STATE_DIM, 2, tuple(man["net_arch"]))
+    actor.net.load_state_dict(tensors["actor"])
+    return NumpyActor(actor), man

@@ -40,6 +40,7 @@ import torch
 
 from agents.buffer import JointReplayBuffer
 from agents.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from agents.checkpoint import load_mtf_marl_actors as load_actors
 from agents.mtf_marl import MTFMARL, act
 from agents.networks import Actor
 from agents.observations import H4_OBS_DIM, M1_BIAS_SLOT, M1_LIMIT_SLOT, M1_OBS_DIM, STATE_DIM
@@ -50,7 +51,7 @@ from feeds.macro import load_macro
 from feeds.paths import fx_data_dir
 from risk.actions import joint_target, unit_interval
 from risk.validator import validated_target
-from strategies.mtf_marl import DEFAULT_CHECKPOINT, load_actors
+from strategies.mtf_marl import DEFAULT_CHECKPOINT
 from training.common import Account, EnvConfig
 
 P99_TARGET_MS = 0.5

@@ -8,35 +8,13 @@ from pathlib import Path
 
 import numpy as np
 
-from agents.checkpoint import CheckpointError, load_checkpoint
+from agents.checkpoint import load_mtf_marl_actors
 from agents.mtf_marl import h4_changes
-from agents.networks import Actor, NumpyActor
-from agents.observations import H4_OBS_DIM, M1_OBS_DIM
-from features.context import H4_SPEC
-from features.engine import DEFAULT_SPEC
 from feeds.paths import REPO_ROOT
 from risk.actions import joint_target, unit_interval
 from strategies.base import AgentStrategy
 
 DEFAULT_CHECKPOINT = REPO_ROOT / "checkpoints" / "mtf_marl_eurusd"
-
-
-def load_actors(path: Path) -> tuple[NumpyActor, NumpyActor, dict]:
-    """The two actors of an MTF-MARL checkpoint (refused if its feature spec is not ours)."""
-    tensors, man = load_checkpoint(path, DEFAULT_SPEC.to_dict(), "mtf_marl")
-    if man.get("h4_feature_spec") != H4_SPEC.to_dict():
-        raise CheckpointError(f"{path} was trained on another H4 feature spec; retrain it")
-    obs = man["obs"]
-    if (obs["h4"], obs["m1"]) != (H4_OBS_DIM, M1_OBS_DIM):
-        raise CheckpointError(f"{path} expects observations of {obs['h4']}/{obs['m1']} values, "
-                              f"this code builds {H4_OBS_DIM}/{M1_OBS_DIM}")
-    hidden = tuple(man["learner_config"]["hidden"])
-    actors = []
-    for name, dim in (("h4_actor", H4_OBS_DIM), ("m1_actor", M1_OBS_DIM)):
-        a = Actor(dim, 2, hidden)
-        a.load_state_dict(tensors[name])
-        actors.append(NumpyActor(a))
-    return actors[0], actors[1], man
 
 
 class MtfMarl(AgentStrategy):
@@ -45,7 +23,7 @@ class MtfMarl(AgentStrategy):
     default_checkpoint = DEFAULT_CHECKPOINT
 
     def load(self, path: Path) -> dict:
-        self.h4_actor, self.m1_actor, manifest = load_actors(path)
+        self.h4_actor, self.m1_actor, manifest = load_mtf_marl_actors(path)
         self.h4_pos = self.ctx.h4_pos.tolist()
         self.a_h4: np.ndarray | None = None
         self.limit = self.bias = 0.0

@@ -6,29 +6,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from agents.checkpoint import CheckpointError, load_checkpoint
-from agents.networks import Actor, NumpyActor
-from agents.observations import STATE_DIM
-from features.engine import DEFAULT_SPEC
+from agents.checkpoint import load_td3_actor
 from feeds.paths import REPO_ROOT
 from risk.actions import single_target
 from strategies.base import AgentStrategy
 
 DEFAULT_CHECKPOINT = REPO_ROOT / "checkpoints" / "td3_eurusd"
-
-
-def load_actor(path: Path) -> tuple[NumpyActor, dict]:
-    """The actor of a TD3 checkpoint (refused if its feature spec or observation size is not ours).
-
-    The checkpoint holds SB3's ``policy.actor.mu`` (Linear, ReLU, ..., Linear, Tanh): the same layer layout
-    and state-dict keys as ``agents.networks.Actor.net``, so it loads into an ``Actor`` without SB3."""
-    tensors, man = load_checkpoint(path, DEFAULT_SPEC.to_dict(), "td3")
-    if man["obs"]["state"] != STATE_DIM:
-        raise CheckpointError(f"{path} expects observations of {man['obs']['state']} values, "
-                              f"this code builds {STATE_DIM}")
-    actor = Actor(STATE_DIM, 2, tuple(man["net_arch"]))
-    actor.net.load_state_dict(tensors["actor"])
-    return NumpyActor(actor), man
 
 
 class Td3Agent(AgentStrategy):
@@ -37,7 +20,7 @@ class Td3Agent(AgentStrategy):
     default_checkpoint = DEFAULT_CHECKPOINT
 
     def load(self, path: Path) -> dict:
-        self.actor, manifest = load_actor(path)
+        self.actor, manifest = load_td3_actor(path)
         return manifest
 
     def decide(self, i: int, sim) -> None:

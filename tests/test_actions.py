@@ -24,9 +24,22 @@ def test_single_target_band_is_a_fraction_of_max_lots() -> None:
     max_lots = 10.0
     assert single_target(0.52, -1.0, max_lots, EURUSD, current=5.0) == 5.0
     assert single_target(0.62, -1.0, max_lots, EURUSD, current=5.0) == 6.2
-    assert single_target(0.52, 1.0, max_lots, EURUSD, current=5.0) == 0.0  # exit confidence > 0.5
+    assert single_target(0.52, 1.0, max_lots, EURUSD, current=5.0) == 0.0  # exit confidence 1
     assert single_target(0.52, -1.0, max_lots, EURUSD, current=5.0, band=0.0) == 5.2
     assert REBALANCE_BAND == 0.1
+
+
+def test_exit_signal_has_hysteresis() -> None:
+    max_lots = 10.0
+    conf = 2 * 0.55 - 1  # exit confidence 0.55 on [0, 1]: between 0.5 - band and 0.5 + band
+    assert single_target(0.5, conf, max_lots, EURUSD, current=5.0) == 5.0  # in a position: hold
+    assert single_target(0.5, conf, max_lots, EURUSD, current=0.0) == 0.0  # flat: stay flat
+    conf = 2 * 0.45 - 1
+    assert single_target(0.5, conf, max_lots, EURUSD, current=0.0) == 0.0  # still inside the band
+    assert single_target(0.5, 2 * 0.35 - 1, max_lots, EURUSD, current=0.0) == 5.0  # enter
+    assert single_target(0.5, 2 * 0.65 - 1, max_lots, EURUSD, current=5.0) == 0.0  # exit
+    assert joint_target((BOTH, FULL_LIMIT), (0.5, 2 * 0.55 - 1), max_lots, EURUSD, current=5.0).lots == 5.0
+    assert joint_target((BOTH, FULL_LIMIT), (0.5, 2 * 0.65 - 1), max_lots, EURUSD, current=5.0).lots == 0.0
 
 
 @pytest.mark.parametrize(("h4", "m1", "current", "lots", "violation"), [

@@ -15,6 +15,7 @@ import torch
 
 from agents.buffer import JointReplayBuffer
 from agents.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from agents.checkpoint import load_mtf_marl_actors as load_actors
 from agents.mtf_marl import MTFMARL
 from agents.networks import NumpyActor
 from agents.observations import H4_OBS_DIM, M1_BIAS_SLOT, M1_LIMIT_SLOT, M1_OBS_DIM, STATE_DIM
@@ -24,7 +25,7 @@ from feeds.loaders import load_bars
 from feeds.macro import load_macro
 from feeds.paths import REPO_ROOT
 from strategies.backtest import BacktestConfig, run_backtest
-from strategies.mtf_marl import MtfMarl, load_actors
+from strategies.mtf_marl import MtfMarl
 from training.common import EnvConfig
 from training.hier_env import HierarchicalForexEnv
 from training.train_mtf_marl import Args, main
@@ -184,3 +185,17 @@ def test_h4_changes_counts_moves_beyond_the_threshold() -> None:
 
     assert h4_changes([(0.5, 0.0), (0.55, 0.0), (0.8, 0.0), (0.8, -0.5), (0.8, -0.45)]) == 2
     assert h4_changes([]) == 0 and h4_changes([(1.0, 1.0)]) == 0
+
+
+def test_ablation_evaluates_selected_and_final_policies_out_of_sample(trained: Path, fx_dir) -> None:
+    from training.ablation import buy_and_hold, evaluate_on_test
+    from training.data import period_contexts
+
+    ctx = period_contexts("EURUSD", "2024-03-01", "2024-04-15", fx_dir)
+    res = evaluate_on_test("mtf_marl_shared", trained, ctx)
+    assert set(res) == {"best", "last"} and (trained / "test_eval.json").is_file()
+    assert all(r["bars"] > 10_000 and r["m1_constraint_violations"] == 0 for r in res.values())
+    assert evaluate_on_test("mtf_marl_shared", trained, ctx) == res  # cached
+    c = ctx[0]
+    bh = buy_and_hold(ctx)
+    assert bh["total_return"] == pytest.approx(c.close[-1] / c.close[c.first_ready] - 1, rel=1e-9)

@@ -14,6 +14,7 @@ import torch
 from stable_baselines3 import TD3
 
 from agents.checkpoint import CheckpointError, save_checkpoint
+from agents.checkpoint import load_td3_actor as load_actor
 from features.context import build_context
 from features.engine import DEFAULT_SPEC
 from feeds.loaders import load_bars
@@ -22,7 +23,7 @@ from feeds.paths import REPO_ROOT
 from risk.actions import single_target
 from strategies import get_strategy
 from strategies.backtest import BacktestConfig, run_backtest
-from strategies.td3 import Td3Agent, load_actor
+from strategies.td3 import Td3Agent
 from training.common import EnvConfig
 from training.env import ForexEnv
 from training.train_td3 import Args, actor_tensors, manifest

@@ -10,6 +10,10 @@ Every variant trains on the same periods with the same budget and seeds, and is 
 evaluation code. Writes ``ablation.md`` (for the policy selected by validation score: Sharpe, return,
 drawdowns, CMDP breaches; the final policy's Sharpe and return; updates to reach the target score) and
 ``learning_curves.png``. Runs whose ``train_summary.json`` already exists are reused.
+
+Out of sample, every run's selected (``best``) and final (``last``) policy is also run over the test period,
+after the validation period, next to buy-and-hold of the symbol (unlevered price return); results are cached
+in each run's ``test_eval.json``.
 """
 
 from __future__ import annotations
@@ -19,10 +23,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
+import numpy as np
+import pandas as pd
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import tyro
+
+from agents.checkpoint import load_mtf_marl_actors, load_td3_actor
+from features.context import MarketContext
+from reports import metrics
+from training.common import EnvConfig
+from training.data import period_contexts
+from training.evaluate import evaluate_hierarchical, evaluate_single
 
 VARIANTS = ("mtf_marl_shared", "mtf_marl_smdp", "mtf_marl_separate", "td3")
 
@@ -47,6 +60,10 @@ class Args:
     """validation period start"""
     val_end: str = "2023-12-31"
     """validation period end"""
+    test_start: str = "2024-01-01"
+    """test (out-of-sample) period start"""
+    test_end: str = "2024-12-31"
+    """test period end"""
     target_score: float = 0.0
     """validation score (Sharpe - 5 x breaches) whose first reach is reported in updates"""
     runs: str = "runs/ablation"
@@ -70,6 +87,35 @@ def _train(variant: str, seed: int, args: Args, out: Path) -> dict:
     return train_mtf_marl.main(train_mtf_marl.Args(**common, buffer=buffer, h4_credit=credit, progress=False))
 
 
+def evaluate_on_test(variant: str, run: Path, test_ctx: list[MarketContext]) -> dict[str, dict]:
+    """The run's selected and final policies over the test period (cached in ``test_eval.json``)."""
+    cache = run / "test_eval.json"
+    if cache.exists():
+        return json.loads(cache.read_text())
+    out = {}
+    for which in ("best", "last"):
+        if variant == "td3":
+            actor, man = load_td3_actor(run / which)
+            cfg = EnvConfig(symbol=man["symbol"], max_exposure=man["env_config"]["max_exposure"])
+            out[which] = evaluate_single(test_ctx, cfg, actor)
+        else:
+            h4, m1, man = load_mtf_marl_actors(run / which)
+            cfg = EnvConfig(symbol=man["symbol"], max_exposure=man["env_config"]["max_exposure"])
+            out[which] = evaluate_hierarchical(test_ctx, cfg, h4, m1)
+    cache.write_text(json.dumps(out, indent=2) + "\n")
+    return out
+
+
+def buy_and_hold(test_ctx: list[MarketContext]) -> dict[str, float]:
+    """Unlevered buy-and-hold of the symbol over the test contexts (from each one's end of warm-up)."""
+    rets = []
+    for c in test_ctx:
+        close = c.close[c.first_ready:]
+        rets.append(metrics.daily_returns(c.index[c.first_ready:], 100_000.0 * close / close[0], 100_000.0))
+    r = pd.concat(rets)
+    return {"total_return": float(np.prod(1 + r.to_numpy()) - 1), "sharpe": metrics.sharpe(r)}
+
+
 def main(args: Args) -> Path:
     runs, out = Path(args.runs), Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -82,9 +128,13 @@ def main(args: Args) -> Path:
             run = runs / f"{variant}-s{seed}"
             f = run / "train_summary.json"
             results[variant].append(json.loads(f.read_text()) if f.exists() else _train(variant, seed, args, run))
+    symbol = next(iter(results.values()))[0]["args"]["symbol"]
+    test_ctx = period_contexts(symbol, args.test_start, args.test_end)
+    bh = buy_and_hold(test_ctx)
     rows = ["| variant | seed | selected at step | val. Sharpe | val. return | max daily DD | max total DD "
             f"| CMDP breaches | final-step val. Sharpe / return | updates to score >= {args.target_score:g} "
-            "| steps | wall s |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+            "| test Sharpe / return (selected) | test Sharpe / return (final) | steps | wall s |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     fig, ax = plt.subplots(figsize=(9, 4))
     for variant, runs_ in results.items():
         for seed, s in zip(args.seeds, runs_, strict=True):
@@ -92,10 +142,15 @@ def main(args: Args) -> Path:
             best = max(hist, key=lambda h: h["score"])
             reach = next((h["updates"] for h in hist if h["score"] >= args.target_score), None)
             last = hist[-1]
+            test = evaluate_on_test(variant, runs / f"{variant}-s{seed}", test_ctx)
+            tb, tl = test["best"], test["last"]
             rows.append(f"| {variant} | {seed} | {best['step']} | {best['sharpe']:.2f} | {best['total_return']:+.2%} | "
                         f"{best['max_daily_dd']:.2%} | {best['max_total_dd']:.2%} | {best['breaches']} | "
                         f"{last['sharpe']:.2f} / {last['total_return']:+.2%} | "
-                        f"{reach if reach is not None else 'not reached'} | {s['steps']} | {s['elapsed_s']} |")
+                        f"{reach if reach is not None else 'not reached'} | "
+                        f"{tb['sharpe']:.2f} / {tb['total_return']:+.2%} | "
+                        f"{tl['sharpe']:.2f} / {tl['total_return']:+.2%} | "
+                        f"{s['steps']} | {s['elapsed_s']} |")
             ax.plot([h["step"] for h in hist], [h["sharpe"] for h in hist], marker="o", label=f"{variant} s{seed}")
     ax.set_xlabel("environment steps")
     ax.set_ylabel("validation Sharpe")
@@ -105,6 +160,9 @@ def main(args: Args) -> Path:
     fig.tight_layout()
     fig.savefig(out / "learning_curves.png", dpi=110)
     plt.close(fig)
+    cells = [f"buy-and-hold {symbol} (unlevered)", *[""] * 9, f"{bh['sharpe']:.2f} / {bh['total_return']:+.2%}",
+             "", "", ""]
+    rows.append("| " + " | ".join(cells) + " |")
     table = out / "ablation.md"
     table.write_text("\n".join(rows) + "\n")
     print("\n".join(rows))
