@@ -17,8 +17,8 @@ The design document's ``entry_size x max_position_limit`` would scale by the lim
 so ``|target| <= limit x max_lots`` always holds and an attempt to exceed it is reported as a violation.
 
 No-trade band: both mappings take the ``current`` position and keep it when the new target differs from it by
-less than ``band`` x ``max_lots`` (default ``REBALANCE_BAND``, 10 %), unless the target is flat (an exit always
-executes) or the current position exceeds what is now allowed. The exit signal has the same band as hysteresis:
+less than ``band`` x ``max_lots`` (default ``REBALANCE_BAND``, 10 %), unless the current position exceeds what is
+now allowed (the director's limit or direction). The exit signal has the same band as hysteresis:
 in a position it takes an exit confidence above 0.5 + ``band`` to exit, flat it takes one below 0.5 - ``band``
 to enter. A continuous policy's output moves a little every minute; without the band each wiggle is an order
 paying spread and commission, and churn, not the market, decides the P&L (a policy whose exit confidence sat
@@ -49,8 +49,9 @@ def max_lots_for(equity: float, price: float, inst: Instrument, max_exposure: fl
 
 def banded(target: float, current: float, band_lots: float, cap_lots: float) -> float:
     """``target``, or ``current`` when the move is smaller than ``band_lots`` and ``current`` is allowed
-    (``|current| <= cap_lots``); a flat target always wins."""
-    if target == 0.0 or abs(current) > cap_lots + 1e-9 or abs(target - current) >= band_lots - 1e-9:
+    (``|current| <= cap_lots``; a negative cap forbids any position). Explicit exits are decided before
+    (``wants_flat``): a size that merely rounds to zero, or flips sign, inside the band is not one."""
+    if abs(current) > cap_lots + 1e-9 or abs(target - current) >= band_lots - 1e-9:
         return target
     return current
 

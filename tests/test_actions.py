@@ -12,10 +12,12 @@ LONG_ONLY, SHORT_ONLY, BOTH = 0.9, -0.9, 0.0
 FULL_LIMIT, HALF_LIMIT = 1.0, 0.0  # H4 limit action: (a + 1) / 2 of max_lots
 
 
-def test_band_keeps_small_moves_and_never_blocks_an_exit() -> None:
+def test_band_keeps_small_moves() -> None:
     assert banded(1.05, 1.0, band_lots=0.1, cap_lots=2.0) == 1.0  # wiggle: keep
     assert banded(1.10, 1.0, band_lots=0.1, cap_lots=2.0) == 1.10  # a move of the band itself trades
-    assert banded(0.0, 0.05, band_lots=0.1, cap_lots=2.0) == 0.0  # flat always wins
+    assert banded(0.0, 0.05, band_lots=0.1, cap_lots=2.0) == 0.05  # a size rounding to 0 is not an exit
+    assert banded(-0.02, 0.05, band_lots=0.1, cap_lots=2.0) == 0.05  # nor a sign flip inside the band
+    assert banded(0.0, 0.05, band_lots=0.1, cap_lots=-1.0) == 0.0  # a position the director forbids
     assert banded(0.95, 1.0, band_lots=0.1, cap_lots=0.9) == 0.95  # current above the cap: must trade
     assert banded(0.05, 0.0, band_lots=0.1, cap_lots=2.0) == 0.0  # too small an entry from flat: stay flat
 
@@ -24,7 +26,7 @@ def test_single_target_band_is_a_fraction_of_max_lots() -> None:
     max_lots = 10.0
     assert single_target(0.52, -1.0, max_lots, EURUSD, current=5.0) == 5.0
     assert single_target(0.62, -1.0, max_lots, EURUSD, current=5.0) == 6.2
-    assert single_target(0.52, 1.0, max_lots, EURUSD, current=5.0) == 0.0  # exit confidence 1
+    assert single_target(0.52, 1.0, max_lots, EURUSD, current=5.0) == 0.0  # exit confidence 1: always exits
     assert single_target(0.52, -1.0, max_lots, EURUSD, current=5.0, band=0.0) == 5.2
     assert REBALANCE_BAND == 0.1
 
