@@ -97,12 +97,12 @@ def test_trainer_writes_checkpoints_and_summary(trained: Path) -> None:
     assert (trained / "best" / "weights.pt").stat().st_size < 1_000_000
 
 
-def test_resume_is_exact(tmp_path: Path, fx_dir) -> None:
-    full = main(Args(**SMALL, total_steps=1600, eval_every=10**9, checkpoint_every=800, seed=5,
-                     out=str(tmp_path / "full")))
-    main(Args(**SMALL, total_steps=800, eval_every=10**9, checkpoint_every=800, seed=5, out=str(tmp_path / "a")))
-    resumed = main(Args(**SMALL, total_steps=1600, eval_every=10**9, checkpoint_every=800, seed=5,
-                        out=str(tmp_path / "b"), resume=str(tmp_path / "a" / "last")))
+@pytest.mark.parametrize("h4_credit", ["per_step", "smdp"])
+def test_resume_is_exact(tmp_path: Path, fx_dir, h4_credit: str) -> None:
+    kw = dict(SMALL, eval_every=10**9, checkpoint_every=800, seed=5, h4_credit=h4_credit)
+    full = main(Args(**kw, total_steps=1600, out=str(tmp_path / "full")))
+    main(Args(**kw, total_steps=800, out=str(tmp_path / "a")))
+    resumed = main(Args(**kw, total_steps=1600, out=str(tmp_path / "b"), resume=str(tmp_path / "a" / "last")))
     assert full["updates"] == resumed["updates"]
     ta, _ = load_checkpoint(tmp_path / "full" / "last")
     tb, _ = load_checkpoint(tmp_path / "b" / "last")
@@ -199,3 +199,13 @@ def test_ablation_evaluates_selected_and_final_policies_out_of_sample(trained: P
     c = ctx[0]
     bh = buy_and_hold(ctx)
     assert bh["total_return"] == pytest.approx(c.close[-1] / c.close[c.first_ready] - 1, rel=1e-9)
+
+
+def test_separate_buffers_is_the_per_step_ablation_only() -> None:
+    from training.train_mtf_marl import learner_config
+
+    assert learner_config(Args(h4_credit="smdp")).h4_credit == "smdp"
+    with pytest.raises(ValueError, match="per-step ablation"):
+        learner_config(Args(buffer="separate", h4_credit="smdp"))
+    with pytest.raises(ValueError, match="smdp"):
+        learner_config(Args(h4_credit="options"))  # type: ignore[arg-type]
