@@ -209,3 +209,21 @@ def test_separate_buffers_is_the_per_step_ablation_only() -> None:
         learner_config(Args(buffer="separate", h4_credit="smdp"))
     with pytest.raises(ValueError, match="smdp"):
         learner_config(Args(h4_credit="options"))  # type: ignore[arg-type]
+
+
+def test_smdp_option_transitions_sum_the_m1_rewards_between_decisions(tmp_path: Path, fx_dir) -> None:
+    args = Args(**SMALL, total_steps=1500, eval_every=10**9, seed=2, h4_credit="smdp", out=str(tmp_path / "run"))
+    main(args)
+    tensors, man = load_checkpoint(tmp_path / "run" / "last")
+    gamma = man["learner_config"]["gamma"]
+    m1 = {k: v.numpy() for k, v in tensors["buffer"].items() if torch.is_tensor(v)}
+    h4 = {k: v.numpy() for k, v in tensors["h4_buffer"].items() if torch.is_tensor(v)}
+    assert (m1["steps"] == 1).all() and 1500 // 240 <= len(h4["r"]) <= 1500
+    for k in range(len(h4["r"])):
+        t = int(np.flatnonzero((m1["s"] == h4["s"][k]).all(axis=1) & (m1["a_h4"] == h4["a_h4"][k]).all(axis=1))[0])
+        n = int(h4["steps"][k, 0])
+        assert 1 <= n <= 240  # at most one H4 bar of M1 bars
+        np.testing.assert_allclose(h4["r"][k, 0], (gamma ** np.arange(n) * m1["r"][t:t + n, 0]).sum(), rtol=1e-5)
+        np.testing.assert_array_equal(h4["s2"][k], m1["s2"][t + n - 1])
+        assert (m1["a_h4"][t:t + n] == h4["a_h4"][k]).all()  # the director's action held over the option
+        assert h4["h4_due_2"][k, 0] == m1["h4_due_2"][t + n - 1, 0]

@@ -64,8 +64,8 @@ class Args:
     """test (out-of-sample) period start"""
     test_end: str = "2024-12-31"
     """test period end"""
-    target_score: float = 0.0
-    """validation score (Sharpe - 5 x breaches) whose first reach is reported in updates"""
+    target_score: float = 0.5
+    """validation score (Sharpe - 5 x breaches) whose first reach is reported in updates (a flat policy scores 0)"""
     runs: str = "runs/ablation"
     """where the training runs go"""
     out: str = "docs/ablation"
@@ -163,8 +163,16 @@ def main(args: Args) -> Path:
     cells = [f"buy-and-hold {symbol} (unlevered)", *[""] * 9, f"{bh['sharpe']:.2f} / {bh['total_return']:+.2%}",
              "", "", ""]
     rows.append("| " + " | ".join(cells) + " |")
+    seeds = " ".join(map(str, args.seeds))
+    head = [f"# Ablation: {', '.join(args.variants)}", "",
+            f"Budget: seeds {seeds}, {args.total_steps:,} M1 steps per run ({args.learning_starts:,} random first), "
+            f"validation every {args.eval_every:,} steps. Train {args.train_start}..{args.train_end}, validate "
+            f"{args.val_start}..{args.val_end}, test {args.test_start}..{args.test_end} ({symbol}). Selected = the "
+            "checkpoint with the best validation score (Sharpe - 5 x breaches); final = the last step's.", "",
+            f"    python -m training.ablation --seeds {seeds} --total-steps {args.total_steps} "
+            f"--eval-every {args.eval_every}", ""]
     table = out / "ablation.md"
-    table.write_text("\n".join(rows) + "\n")
+    table.write_text("\n".join(head + rows) + "\n")
     print("\n".join(rows))
     return table
 
