@@ -135,8 +135,10 @@ def main(args: Args) -> Path:
             f"| CMDP breaches | final-step val. Sharpe / return | updates to score >= {args.target_score:g} "
             "| test Sharpe / return (selected) | test Sharpe / return (final) | steps | wall s |",
             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    fig, ax = plt.subplots(figsize=(9, 4))
-    for variant, runs_ in results.items():
+    fig, axes = plt.subplots(1, len(results), figsize=(3.2 * len(results) + 1, 3.6), sharey=True, squeeze=False)
+    means = []
+    for ax, (variant, runs_) in zip(axes[0], results.items(), strict=True):
+        tests = []
         for seed, s in zip(args.seeds, runs_, strict=True):
             hist = s["history"]
             best = max(hist, key=lambda h: h["score"])
@@ -144,6 +146,7 @@ def main(args: Args) -> Path:
             last = hist[-1]
             test = evaluate_on_test(variant, runs / f"{variant}-s{seed}", test_ctx)
             tb, tl = test["best"], test["last"]
+            tests.append((best["sharpe"], tb["total_return"], tl["total_return"]))
             rows.append(f"| {variant} | {seed} | {best['step']} | {best['sharpe']:.2f} | {best['total_return']:+.2%} | "
                         f"{best['max_daily_dd']:.2%} | {best['max_total_dd']:.2%} | {best['breaches']} | "
                         f"{last['sharpe']:.2f} / {last['total_return']:+.2%} | "
@@ -151,12 +154,16 @@ def main(args: Args) -> Path:
                         f"{tb['sharpe']:.2f} / {tb['total_return']:+.2%} | "
                         f"{tl['sharpe']:.2f} / {tl['total_return']:+.2%} | "
                         f"{s['steps']} | {s['elapsed_s']} |")
-            ax.plot([h["step"] for h in hist], [h["sharpe"] for h in hist], marker="o", label=f"{variant} s{seed}")
-    ax.set_xlabel("environment steps")
-    ax.set_ylabel("validation Sharpe")
-    ax.set_title(f"Validation {args.val_start}..{args.val_end}, trained on {args.train_start}..{args.train_end}")
-    ax.axhline(0, color="grey", lw=0.8)
-    ax.legend(fontsize=8)
+            ax.plot([h["step"] for h in hist], [h["sharpe"] for h in hist], marker="o", label=f"seed {seed}")
+        ax.set_title(variant, fontsize=10)
+        ax.set_xlabel("environment steps")
+        ax.axhline(0, color="grey", lw=0.8)
+        ax.legend(fontsize=7)
+        means.append(f"| {variant} | " + " | ".join(f"{v:+.2f}" if k == 0 else f"{v:+.2%}"
+                                                     for k, v in enumerate(np.mean(tests, axis=0))) + " |")
+    axes[0][0].set_ylabel("validation Sharpe")
+    fig.suptitle(f"Validation {args.val_start}..{args.val_end}, trained on {args.train_start}..{args.train_end}",
+                 fontsize=10)
     fig.tight_layout()
     fig.savefig(out / "learning_curves.png", dpi=110)
     plt.close(fig)
@@ -168,11 +175,16 @@ def main(args: Args) -> Path:
             f"Budget: seeds {seeds}, {args.total_steps:,} M1 steps per run ({args.learning_starts:,} random first), "
             f"validation every {args.eval_every:,} steps. Train {args.train_start}..{args.train_end}, validate "
             f"{args.val_start}..{args.val_end}, test {args.test_start}..{args.test_end} ({symbol}). Selected = the "
-            "checkpoint with the best validation score (Sharpe - 5 x breaches); final = the last step's.", "",
+            "checkpoint with the best validation score (Sharpe - 5 x breaches); final = the last step's. A return of "
+            "-10.00 % without a breach is a policy ground down to the total-drawdown floor: from there the pre-trade "
+            "validator shrinks every order to what fits above it.", "",
             f"    python -m training.ablation --seeds {seeds} --total-steps {args.total_steps} "
             f"--eval-every {args.eval_every}", ""]
     table = out / "ablation.md"
-    table.write_text("\n".join(head + rows) + "\n")
+    mean_rows = ["", f"Means over seeds {seeds}:", "",
+                 "| variant | selected val. Sharpe | test return (selected) | test return (final) |",
+                 "|---|---|---|---|", *means]
+    table.write_text("\n".join(head + rows + mean_rows) + "\n")
     print("\n".join(rows))
     return table
 
