@@ -42,6 +42,11 @@ def test_exit_signal_has_hysteresis() -> None:
     assert single_target(0.5, 2 * 0.65 - 1, max_lots, EURUSD, current=5.0) == 0.0  # exit
     assert joint_target((BOTH, FULL_LIMIT), (0.5, 2 * 0.55 - 1), max_lots, EURUSD, current=5.0).lots == 5.0
     assert joint_target((BOTH, FULL_LIMIT), (0.5, 2 * 0.65 - 1), max_lots, EURUSD, current=5.0).lots == 0.0
+    # the same on the short side
+    assert single_target(-0.5, 2 * 0.55 - 1, max_lots, EURUSD, current=-5.0) == -5.0
+    assert single_target(-0.5, 2 * 0.65 - 1, max_lots, EURUSD, current=-5.0) == 0.0
+    assert single_target(-0.5, 2 * 0.45 - 1, max_lots, EURUSD, current=0.0) == 0.0
+    assert single_target(-0.5, 2 * 0.35 - 1, max_lots, EURUSD, current=0.0) == -5.0
 
 
 @pytest.mark.parametrize(("h4", "m1", "current", "lots", "violation"), [

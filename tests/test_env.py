@@ -163,3 +163,34 @@ def test_parity_env_vs_backtrader(contexts, symbol: str) -> None:
 
 def sim_fills(env: ForexEnv) -> list:
     return env.fill_log
+
+
+def test_reward_is_pnl_over_the_market_volatility_of_a_full_position(contexts) -> None:
+    """The reward's unit is one minute's typical P&L of a full-size position, fixed by the market (H4 ATR known
+    at the bar's close), so holding nothing earns exactly 0 and a held position earns its P&L in that unit;
+    a daily breach adds the daily penalty and ends the episode."""
+    from training.common import Account
+
+    _, ctx = contexts["EURUSD"]
+    cfg = EnvConfig(symbol="EURUSD", max_exposure=2.0, reward_clip=1e9, soft_penalty=0.0,
+                    rules=DrawdownRules(daily_limit=0.0005, total_limit=0.05, soft_zone=0.0002))
+    acct = Account(ctx, cfg)
+    i = ctx.first_ready
+    acct.bar(i)
+    assert acct.reward(i) == (0.0, False)  # flat: no P&L, whatever the market does
+    against = -2.0 if ctx.close[i + 400] > ctx.close[i] else 2.0  # the test may look ahead: lose on purpose
+    acct.sim.submit_target(against)
+    rewards = []
+    for j in range(i + 1, i + 400):
+        eq0 = acct.sim.equity
+        acct.bar(j)
+        r, breached = acct.reward(j)
+        unit = cfg.max_exposure * cfg.cash * (acct.atr[j] / ctx.close[j]) / np.sqrt(cfg.vol_minutes)
+        if breached:
+            assert acct.guard.breaches[-1].kind == "daily"
+            assert r == pytest.approx((acct.sim.equity - eq0) / unit + cfg.daily_breach_penalty)
+            break
+        assert r == pytest.approx((acct.sim.equity - eq0) / unit)
+        rewards.append(r)
+    assert breached and len(rewards) > 10 and any(r != 0 for r in rewards)
+    assert acct.reward_parts["breach_penalty"] == cfg.daily_breach_penalty

@@ -13,10 +13,10 @@ import pandas as pd
 import pytest
 import torch
 
-from agents.buffer import JointReplayBuffer
+from agents.buffer import Batch, JointReplayBuffer
 from agents.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from agents.checkpoint import load_mtf_marl_actors as load_actors
-from agents.mtf_marl import MTFMARL
+from agents.mtf_marl import MTFMARL, MTFMARLConfig
 from agents.networks import NumpyActor
 from agents.observations import H4_OBS_DIM, M1_BIAS_SLOT, M1_LIMIT_SLOT, M1_OBS_DIM, STATE_DIM
 from features.context import build_context
@@ -175,8 +175,8 @@ def test_agents_learn_a_simple_trend(tmp_path: Path, h4_credit: str) -> None:
     # seed 1: per_step beats flat from 4k steps, smdp from 4k; with seed 0 smdp needs ~12k (the director has
     # one option transition per 240 steps to learn from)
     summary = main(args)
-    val = max(summary["history"], key=lambda r: r["score"])
-    assert val["total_return"] > 0.01, val  # flat would be exactly 0
+    val = summary["history"][-1]  # the final policy, not one picked among the evaluations
+    assert val["total_return"] > 0.01, summary["history"]  # flat would be exactly 0
     assert val["m1_constraint_violations"] == 0
 
 
@@ -218,12 +218,59 @@ def test_smdp_option_transitions_sum_the_m1_rewards_between_decisions(tmp_path: 
     gamma = man["learner_config"]["gamma"]
     m1 = {k: v.numpy() for k, v in tensors["buffer"].items() if torch.is_tensor(v)}
     h4 = {k: v.numpy() for k, v in tensors["h4_buffer"].items() if torch.is_tensor(v)}
-    assert (m1["steps"] == 1).all() and 1500 // 240 <= len(h4["r"]) <= 1500
+    assert (m1["steps"] == 1).all() and len(m1["r"]) == 1500
+    start = 0  # options tile the M1 steps in order: each starts where the previous one ended
     for k in range(len(h4["r"])):
         t = int(np.flatnonzero((m1["s"] == h4["s"][k]).all(axis=1) & (m1["a_h4"] == h4["a_h4"][k]).all(axis=1))[0])
         n = int(h4["steps"][k, 0])
+        assert t == start
+        start = t + n
         assert 1 <= n <= 240  # at most one H4 bar of M1 bars
         np.testing.assert_allclose(h4["r"][k, 0], (gamma ** np.arange(n) * m1["r"][t:t + n, 0]).sum(), rtol=1e-5)
         np.testing.assert_array_equal(h4["s2"][k], m1["s2"][t + n - 1])
         assert (m1["a_h4"][t:t + n] == h4["a_h4"][k]).all()  # the director's action held over the option
         assert h4["h4_due_2"][k, 0] == m1["h4_due_2"][t + n - 1, 0]
+    assert 0 <= len(m1["r"]) - start < 240  # only the option the run stopped inside is not stored
+
+
+def test_smdp_trainer_waits_for_the_first_option(tmp_path: Path, fx_dir) -> None:
+    """Updates that start before any option has ended skip instead of sampling an empty option buffer."""
+    args = Args(**(SMALL | {"learning_starts": 2}), total_steps=300, eval_every=10**9, seed=1, h4_credit="smdp",
+                out=str(tmp_path / "run"))
+    assert main(args)["updates"] > 0
+
+
+def _batch(n: int, rng: np.random.Generator, **fixed: float) -> Batch:
+    def t(*shape: int) -> torch.Tensor:
+        return torch.from_numpy(rng.normal(size=(n, *shape)).astype(np.float32))
+    cols = {"s": t(STATE_DIM), "o_h4": t(H4_OBS_DIM), "o_m1": t(M1_OBS_DIM), "a_h4": t(2).clamp(-1, 1),
+            "a_m1": t(2).clamp(-1, 1), "r": t(1), "s2": t(STATE_DIM), "o_h4_2": t(H4_OBS_DIM), "o_m1_2": t(M1_OBS_DIM)}
+    cols |= {k: torch.full((n, 1), v) for k, v in fixed.items()}
+    return Batch(**cols)
+
+
+def test_critic_target_discounts_by_steps_masks_breaches_and_holds_the_director() -> None:
+    torch.manual_seed(0)
+    lr = MTFMARL(STATE_DIM, H4_OBS_DIM, M1_OBS_DIM, (M1_LIMIT_SLOT, M1_BIAS_SLOT),
+                 MTFMARLConfig(target_noise=0.0))  # no smoothing noise: the target is a function of the batch
+    rng = np.random.default_rng(0)
+    b = _batch(8, rng, done=0.0, h4_due_2=0.0, steps=1.0)
+    y1 = lr._target(b)
+    g = lr.cfg.gamma
+    y3 = lr._target(replace(b, steps=torch.full((8, 1), 3.0)))  # an option of 3 M1 steps to the same state
+    torch.testing.assert_close(y3 - b.r, g**2 * (y1 - b.r))
+    torch.testing.assert_close(lr._target(replace(b, done=torch.ones(8, 1))), b.r)  # a breach: no bootstrap
+    other_h4_obs = replace(b, o_h4_2=b.o_h4_2 + 1.0)
+    torch.testing.assert_close(lr._target(other_h4_obs), y1)  # director not due: its held action is used
+    due = replace(b, h4_due_2=torch.ones(8, 1))
+    assert not torch.allclose(lr._target(replace(due, o_h4_2=due.o_h4_2 + 1.0)), lr._target(due))
+
+
+def test_validation_score_needs_activity_to_beat_flat() -> None:
+    from training.evaluate import MIN_ACTIVE_DAYS, validation_score
+
+    one_trade = {"sharpe": 0.94, "breaches": 0, "active_days": 1}
+    active = {"sharpe": 0.4, "breaches": 0, "active_days": MIN_ACTIVE_DAYS}
+    assert validation_score(one_trade) == 0.0 and validation_score(active) == 0.4
+    assert validation_score(one_trade | {"sharpe": -1.0}) == -1.0  # losses count however rarely it trades
+    assert validation_score(active | {"breaches": 1}) == pytest.approx(-4.6)

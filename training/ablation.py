@@ -1,7 +1,7 @@
 """Ablation: MTF-MARL with a shared buffer (per-step or semi-MDP H4 credit) vs separate buffers vs the SB3
 TD3 single-agent baseline.
 
-    python -m training.ablation --seeds 0 1 --total-steps 400000 --runs runs/ablation --out docs/ablation
+    python -m training.ablation --seeds 0 1 2 --runs runs/ablation --out docs/ablation
 
 Variants can be trained in separate processes (``--variants td3 --seeds 1``, one per core), then a last call
 with all variants reuses the finished runs and writes the table.
@@ -35,7 +35,7 @@ from features.context import MarketContext
 from reports import metrics
 from training.common import EnvConfig
 from training.data import period_contexts
-from training.evaluate import evaluate_hierarchical, evaluate_single
+from training.evaluate import MIN_ACTIVE_DAYS, evaluate_hierarchical, evaluate_single
 
 VARIANTS = ("mtf_marl_shared", "mtf_marl_smdp", "mtf_marl_separate", "td3")
 
@@ -46,11 +46,11 @@ class Args:
     """seeds, the same for every variant"""
     variants: tuple[str, ...] = VARIANTS
     """variants to train / tabulate"""
-    total_steps: int = 400_000
+    total_steps: int = 300_000
     """environment steps per run"""
     learning_starts: int = 20_000
     """random steps before learning"""
-    eval_every: int = 100_000
+    eval_every: int = 50_000
     """steps between validations"""
     train_start: str = "2017-01-01"
     """training period start"""
@@ -65,7 +65,7 @@ class Args:
     test_end: str = "2024-12-31"
     """test period end"""
     target_score: float = 0.5
-    """validation score (Sharpe - 5 x breaches) whose first reach is reported in updates (a flat policy scores 0)"""
+    """validation score (``training.evaluate.validation_score``) whose first reach is reported in updates"""
     runs: str = "runs/ablation"
     """where the training runs go"""
     out: str = "docs/ablation"
@@ -90,19 +90,21 @@ def _train(variant: str, seed: int, args: Args, out: Path) -> dict:
 def evaluate_on_test(variant: str, run: Path, test_ctx: list[MarketContext]) -> dict[str, dict]:
     """The run's selected and final policies over the test period (cached in ``test_eval.json``)."""
     cache = run / "test_eval.json"
-    if cache.exists():
-        return json.loads(cache.read_text())
+    key = {"period": [str(test_ctx[0].index[0]), str(test_ctx[-1].index[-1])],
+           "weights_mtime": [(run / w / "weights.pt").stat().st_mtime_ns for w in ("best", "last")]}
+    if cache.exists():  # valid only for the same test bars and the same checkpoints
+        cached = json.loads(cache.read_text())
+        if cached.get("key") == key:
+            return cached["results"]
     out = {}
     for which in ("best", "last"):
         if variant == "td3":
             actor, man = load_td3_actor(run / which)
-            cfg = EnvConfig(symbol=man["symbol"], max_exposure=man["env_config"]["max_exposure"])
-            out[which] = evaluate_single(test_ctx, cfg, actor)
+            out[which] = evaluate_single(test_ctx, EnvConfig.from_dict(man["env_config"]), actor)
         else:
             h4, m1, man = load_mtf_marl_actors(run / which)
-            cfg = EnvConfig(symbol=man["symbol"], max_exposure=man["env_config"]["max_exposure"])
-            out[which] = evaluate_hierarchical(test_ctx, cfg, h4, m1)
-    cache.write_text(json.dumps(out, indent=2) + "\n")
+            out[which] = evaluate_hierarchical(test_ctx, EnvConfig.from_dict(man["env_config"]), h4, m1)
+    cache.write_text(json.dumps({"key": key, "results": out}, indent=2) + "\n")
     return out
 
 
@@ -175,7 +177,9 @@ def main(args: Args) -> Path:
             f"Budget: seeds {seeds}, {args.total_steps:,} M1 steps per run ({args.learning_starts:,} random first), "
             f"validation every {args.eval_every:,} steps. Train {args.train_start}..{args.train_end}, validate "
             f"{args.val_start}..{args.val_end}, test {args.test_start}..{args.test_end} ({symbol}). Selected = the "
-            "checkpoint with the best validation score (Sharpe - 5 x breaches); final = the last step's. A return of "
+            "checkpoint with the best validation score (Sharpe - 5 x breaches; at most 0 with fewer than "
+            f"{MIN_ACTIVE_DAYS} active days); final = the last step's. Test figures run from the end of the feature "
+            "warm-up (late January), like buy-and-hold here. A return of "
             "-10.00 % without a breach is a policy ground down to the total-drawdown floor: from there the pre-trade "
             "validator shrinks every order to what fits above it.", "",
             f"    python -m training.ablation --seeds {seeds} --total-steps {args.total_steps} "

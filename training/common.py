@@ -114,6 +114,12 @@ class EnvConfig:
     total_breach_penalty: float = -10000.0
     reward_clip: float = 10.0
 
+    @classmethod
+    def from_dict(cls, d: dict) -> EnvConfig:
+        """The config a manifest recorded (``manifest["env_config"]``), so a policy is evaluated under the
+        costs and drawdown rules it was trained with."""
+        return cls(**{k: v for k, v in d.items() if k != "rules"}, rules=DrawdownRules(**d["rules"]))
+
 
 class Account:
     """The broker core, its drawdown guard and the validator, wired as the backtest wires them."""
@@ -163,6 +169,9 @@ class Account:
         pnl = sim.equity - self.prev_equity
         self.prev_equity = sim.equity
         vol = self._full_size * self._vol_scale * self.atr[i] / self.c[i]
+        if not vol > 0.0:
+            raise ValueError(f"reward undefined at bar {i} ({self.ctx.index[i]}): H4 ATR is {self.atr[i]} "
+                             "(constant prices?)")
         r = base = max(-cfg.reward_clip, min(cfg.reward_clip, pnl / vol))
         parts = self.reward_parts
         parts["pnl"] += base

@@ -43,7 +43,8 @@ ALGORITHM = "mtf_marl"
 @dataclass
 class Args(TrainArgs):
     buffer: Literal["shared", "separate"] = "shared"
-    """shared: one buffer + joint critic; separate: two independent TD3 learners, each with its own buffer"""
+    """shared: the H4 actor learns from the one joint buffer; separate: from its own buffer of its decision
+    points only (no shared experience; the joint critic still learns from the joint buffer)"""
     h4_credit: Literal["per_step", "smdp"] = "per_step"
     """H4 credit assignment: per_step (held action in every M1 transition) or smdp (plus one option transition
     per director decision, reward discounted over its M1 steps); see agents/mtf_marl.py"""
@@ -231,11 +232,16 @@ def main(args: Args) -> dict:
         # --- learn
         if tr.step >= a.learning_starts and tr.step % a.update_every == 0:
             batch = tr.buffer.sample(a.batch_size, rng, a.balanced_h4)
-            h4_batch = tr.h4_buffer.sample(max(1, a.batch_size // 4), rng, a.balanced_h4) if tr.own_h4 else None
-            losses = learner.update(batch, h4_batch)
-            if writer is not None and learner.updates % 500 == 0:
-                for k, v in losses.items():
-                    writer.add_scalar(f"loss/{k}", v, tr.step)
+            h4_batch = None
+            if tr.own_h4 and len(tr.h4_buffer):  # until the first option ends there is nothing to learn from
+                # options join the critic's batch (a quarter of it); the separate ablation's H4 actor gets a full one
+                h4_n = a.batch_size // 4 if smdp else a.batch_size
+                h4_batch = tr.h4_buffer.sample(max(1, h4_n), rng, a.balanced_h4)
+            if h4_batch is not None or not tr.own_h4:
+                losses = learner.update(batch, h4_batch)
+                if writer is not None and learner.updates % 500 == 0:
+                    for k, v in losses.items():
+                        writer.add_scalar(f"loss/{k}", v, tr.step)
         if writer is not None and tr.step % 1000 == 0:
             writer.add_scalar("actions/h4_trend_bias", float(a_h4[0]), tr.step)
             writer.add_scalar("actions/h4_limit", float(info["h4_limit"]), tr.step)
