@@ -133,10 +133,11 @@ def main(args: Args) -> Path:
     symbol = next(iter(results.values()))[0]["args"]["symbol"]
     test_ctx = period_contexts(symbol, args.test_start, args.test_end)
     bh = buy_and_hold(test_ctx)
-    rows = ["| variant | seed | selected at step | val. Sharpe | val. return | max daily DD | max total DD "
+    rows = ["| variant | seed | selected at step | val. score | val. Sharpe | active days | val. return | max daily DD "
+            "| max total DD "
             f"| CMDP breaches | final-step val. Sharpe / return | updates to score >= {args.target_score:g} "
             "| test Sharpe / return (selected) | test Sharpe / return (final) | steps | wall s |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     fig, axes = plt.subplots(1, len(results), figsize=(3.2 * len(results) + 1, 3.6), sharey=True, squeeze=False)
     means = []
     for ax, (variant, runs_) in zip(axes[0], results.items(), strict=True):
@@ -148,8 +149,9 @@ def main(args: Args) -> Path:
             last = hist[-1]
             test = evaluate_on_test(variant, runs / f"{variant}-s{seed}", test_ctx)
             tb, tl = test["best"], test["last"]
-            tests.append((best["sharpe"], tb["total_return"], tl["total_return"]))
-            rows.append(f"| {variant} | {seed} | {best['step']} | {best['sharpe']:.2f} | {best['total_return']:+.2%} | "
+            tests.append((best["score"], tb["total_return"], tl["total_return"]))
+            rows.append(f"| {variant} | {seed} | {best['step']} | {best['score']:.2f} | {best['sharpe']:.2f} | "
+                        f"{best.get('active_days', '')} | {best['total_return']:+.2%} | "
                         f"{best['max_daily_dd']:.2%} | {best['max_total_dd']:.2%} | {best['breaches']} | "
                         f"{last['sharpe']:.2f} / {last['total_return']:+.2%} | "
                         f"{reach if reach is not None else 'not reached'} | "
@@ -169,7 +171,7 @@ def main(args: Args) -> Path:
     fig.tight_layout()
     fig.savefig(out / "learning_curves.png", dpi=110)
     plt.close(fig)
-    cells = [f"buy-and-hold {symbol} (unlevered)", *[""] * 9, f"{bh['sharpe']:.2f} / {bh['total_return']:+.2%}",
+    cells = [f"buy-and-hold {symbol} (unlevered)", *[""] * 11, f"{bh['sharpe']:.2f} / {bh['total_return']:+.2%}",
              "", "", ""]
     rows.append("| " + " | ".join(cells) + " |")
     seeds = " ".join(map(str, args.seeds))
@@ -186,7 +188,7 @@ def main(args: Args) -> Path:
             f"--eval-every {args.eval_every}", ""]
     table = out / "ablation.md"
     mean_rows = ["", f"Means over seeds {seeds}:", "",
-                 "| variant | selected val. Sharpe | test return (selected) | test return (final) |",
+                 "| variant | selected val. score | test return (selected) | test return (final) |",
                  "|---|---|---|---|", *means]
     table.write_text("\n".join(head + rows + mean_rows) + "\n")
     print("\n".join(rows))
