@@ -49,21 +49,20 @@ class JointReplayBuffer:
     :param m1_obs_dim: M1 observation size
     """
 
+    FIELDS = ("s", "o_h4", "o_m1", "a_h4", "a_m1", "r", "s2", "o_h4_2", "o_m1_2", "done", "h4_due_2", "steps")
+    """in ``Batch`` order; each is a column block of one float32 array, so a sample is one row gather"""
+
     def __init__(self, capacity: int, state_dim: int, h4_obs_dim: int, m1_obs_dim: int, act_dim: int = 2) -> None:
-        f = np.float32
         self.capacity = capacity
-        self.s = np.zeros((capacity, state_dim), f)
-        self.s2 = np.zeros((capacity, state_dim), f)
-        self.o_h4 = np.zeros((capacity, h4_obs_dim), f)
-        self.o_h4_2 = np.zeros((capacity, h4_obs_dim), f)
-        self.o_m1 = np.zeros((capacity, m1_obs_dim), f)
-        self.o_m1_2 = np.zeros((capacity, m1_obs_dim), f)
-        self.a_h4 = np.zeros((capacity, act_dim), f)
-        self.a_m1 = np.zeros((capacity, act_dim), f)
-        self.r = np.zeros((capacity, 1), f)
-        self.done = np.zeros((capacity, 1), f)
-        self.h4_due_2 = np.zeros((capacity, 1), f)
-        self.steps = np.ones((capacity, 1), f)
+        widths = dict(s=state_dim, o_h4=h4_obs_dim, o_m1=m1_obs_dim, a_h4=act_dim, a_m1=act_dim, r=1,
+                      s2=state_dim, o_h4_2=h4_obs_dim, o_m1_2=m1_obs_dim, done=1, h4_due_2=1, steps=1)
+        self.widths = [widths[f] for f in self.FIELDS]
+        self.data = np.zeros((capacity, sum(self.widths)), np.float32)
+        col = 0
+        for name, w in zip(self.FIELDS, self.widths, strict=True):
+            setattr(self, name, self.data[:, col:col + w])  # a view: writes go to ``data``
+            col += w
+        self.steps[:] = 1.0
         self.bins = np.zeros(capacity, np.int8)
         self.pos = 0
         self.size = 0
@@ -101,15 +100,11 @@ class JointReplayBuffer:
         return out
 
     def sample(self, batch: int, rng: np.random.Generator, balanced_h4: bool = False) -> Batch:
-        i = self.sample_indices(batch, rng, balanced_h4)
-        t = torch.from_numpy
-        return Batch(t(self.s[i]), t(self.o_h4[i]), t(self.o_m1[i]), t(self.a_h4[i]), t(self.a_m1[i]), t(self.r[i]),
-                     t(self.s2[i]), t(self.o_h4_2[i]), t(self.o_m1_2[i]), t(self.done[i]), t(self.h4_due_2[i]),
-                     t(self.steps[i]))
+        rows = torch.from_numpy(self.data[self.sample_indices(batch, rng, balanced_h4)])
+        return Batch(*rows.split(self.widths, dim=1))
 
     def state_dict(self) -> dict[str, np.ndarray | int]:
-        names = ("s", "s2", "o_h4", "o_h4_2", "o_m1", "o_m1_2", "a_h4", "a_m1", "r", "done", "h4_due_2", "steps",
-                 "bins")
+        names = (*self.FIELDS, "bins")
         return {**{k: getattr(self, k)[: self.size].copy() for k in names}, "pos": self.pos, "size": self.size}
 
     def load_state_dict(self, d: dict) -> None:
