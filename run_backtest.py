@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from brokers.instruments import UnknownSymbolError, get_instrument
+from features.context import HISTORY_DAYS, history_start
 from feeds.errors import DataError
 from feeds.loaders import load_bars
 from feeds.paths import REPO_ROOT, fx_data_dir
@@ -29,6 +30,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--symbol", default="EURUSD")
     p.add_argument("--start", default=None, help="first day, UTC (YYYY-MM-DD)")
     p.add_argument("--end", default=None, help="last day, UTC, inclusive")
+    p.add_argument("--history-days", type=int, default=HISTORY_DAYS,
+                   help="with --start: calendar days of bars before it loaded as indicator and feature history "
+                        f"only, so trading begins at --start (default {HISTORY_DAYS}; 0: the period's own first "
+                        "weeks are the warm-up)")
     p.add_argument("--cash", type=float, default=100_000.0)
     p.add_argument("--leverage", type=float, default=30.0)
     p.add_argument("--seed", type=int, default=0)
@@ -55,7 +60,10 @@ def main(argv: list[str] | None = None) -> int:
         inst = get_instrument(args.symbol)
         rules = DrawdownRules.from_config(mode=args.dd_mode, daily_limit=args.daily_limit,
                                           total_limit=args.total_limit)
-        m1 = load_bars(args.data or fx_data_dir(), symbol=inst.symbol, start=args.start, end=args.end)
+        if args.history_days < 0:
+            raise ValueError(f"--history-days must be >= 0, got {args.history_days}")
+        first = history_start(args.start, args.history_days) if args.start and args.history_days else args.start
+        m1 = load_bars(args.data or fx_data_dir(), symbol=inst.symbol, start=first, end=args.end)
     except (KeyError, UnknownSymbolError, DataError, FileNotFoundError, ValueError) as e:
         print(f"error: {e.args[0] if isinstance(e, KeyError) else e}", file=sys.stderr)
         return 2
@@ -77,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         params["checkpoint"] = args.checkpoint
     cfg = BacktestConfig(symbol=inst.symbol, cash=args.cash, leverage=args.leverage, seed=args.seed,
                          h4_offset_minutes=args.h4_offset, rules=rules, on_excess=args.on_excess,
-                         strategy_params=params)
+                         strategy_params=params, trade_from=args.start)
     bar = tqdm(total=len(m1), unit="bar", unit_scale=True, disable=args.no_progress, desc=args.strategy)
 
     def progress(n: int) -> None:

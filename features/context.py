@@ -7,6 +7,7 @@ pre-trade validator uses, and the range-based volume substitute. Indexed by M1 b
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,15 +15,26 @@ import pandas as pd
 import talib
 
 from features.engine import DEFAULT_SPEC, N_FEATURES, FeatureSpec, compute_features, volume_substitute
+from feeds.loaders import to_utc
 from feeds.resample import completed_index, htf_bars, index_minutes
 
 H4_MINUTES = 240
 H4_SPEC = FeatureSpec.for_timeframe(H4_MINUTES)
+_MARKET_MINUTES_PER_WEEK = 5 * 24 * 60
+HISTORY_DAYS = math.ceil(H4_SPEC.warmup_bars * H4_MINUTES / _MARKET_MINUTES_PER_WEEK) * 7 + 14
+"""calendar days of bars to load before a period so that its first bar is already past the H4 feature
+warm-up (the M1 one is two hours): the warm-up's market time in whole weeks, plus two weeks for holidays"""
+
+
+def history_start(start: str | pd.Timestamp, days: int = HISTORY_DAYS) -> pd.Timestamp:
+    """First day to load so that trading can begin at ``start`` with every feature defined."""
+    return to_utc(start, "start", whole_day_end=False).normalize() - pd.Timedelta(days=days)
 
 
 @dataclass(frozen=True)
 class MarketContext:
-    """Per-M1-bar arrays (length n). ``first_ready`` is the first bar where every input is defined."""
+    """Per-M1-bar arrays (length n). ``first_ready`` is the first bar a decision may be taken on: every input
+    is defined and, when the bars include history before the trading period, the period has begun."""
 
     index: pd.DatetimeIndex
     minutes: np.ndarray  # int64 minutes since the epoch (bar open)
@@ -42,7 +54,8 @@ class MarketContext:
 
 
 def build_context(m1: pd.DataFrame, macro: pd.DataFrame | None, h4_offset_minutes: int = 0,
-                  spec: FeatureSpec = DEFAULT_SPEC) -> MarketContext:
+                  spec: FeatureSpec = DEFAULT_SPEC, trade_from: str | pd.Timestamp | None = None) -> MarketContext:
+    """:param trade_from: bars before this time are history (features, statistics), never decided on"""
     n = len(m1)
     h4 = htf_bars(m1, H4_MINUTES, h4_offset_minutes)
     pos = completed_index(n, h4)
@@ -56,6 +69,9 @@ def build_context(m1: pd.DataFrame, macro: pd.DataFrame | None, h4_offset_minute
     atr[have] = h4_atr[pos[have]]
     h4_ready = np.flatnonzero(have & (pos >= H4_SPEC.warmup_bars) & np.isfinite(atr))
     first_ready = max(spec.warmup_bars, int(h4_ready[0]) if len(h4_ready) else n)
+    if trade_from is not None:
+        start = to_utc(trade_from, "trade_from", whole_day_end=False)
+        first_ready = max(first_ready, int(m1.index.searchsorted(start)))
     vr = volume_substitute(m1).to_numpy(np.float64)
     return MarketContext(
         index=m1.index, minutes=index_minutes(m1.index),

@@ -58,8 +58,8 @@ def load_bars(
     if fmt not in FORMATS:
         raise ValueError(f"fmt must be one of {FORMATS}, got {fmt!r}")
     path = Path(path)
-    lo = _to_utc(start, "start", whole_day_end=False)
-    hi = _to_utc(end, "end", whole_day_end=True)  # exclusive bound
+    lo = to_utc(start, "start", whole_day_end=False)
+    hi = to_utc(end, "end", whole_day_end=True)  # exclusive bound
     if lo is not None and hi is not None and hi <= lo:
         raise ValueError(f"end {end!r} is not after start {start!r}")
 
@@ -97,7 +97,7 @@ def load_bars(
 # --------------------------------------------------------------------------- helpers
 
 
-def _to_utc(value: Any, name: str, whole_day_end: bool) -> pd.Timestamp | None:
+def to_utc(value: Any, name: str, whole_day_end: bool) -> pd.Timestamp | None:
     """Bound as a UTC Timestamp; a date-only ``end`` moves to the next midnight (exclusive)."""
     if value is None:
         return None

@@ -54,8 +54,8 @@ def write_outputs(res: BacktestResult, out: Path, tearsheet: bool = True,
     summary = {**summarise(res), **(extra or {})}
     if hasattr(strat, "coordination"):  # agent strategies: coordination metrics and plots
         summary["coordination"] = strat.coordination()
-        plots.plot_h4_limit(res.index, strat.decisions, out / "h4_limit.png")
-        plots.plot_m1_vs_limit(res.index, strat.entries, out / "m1_entry_vs_h4_limit.png")
+        plots.plot_h4_limit(strat.ctx.index, strat.decisions, out / "h4_limit.png")  # bars count from the feed's
+        plots.plot_m1_vs_limit(strat.ctx.index, strat.entries, out / "m1_entry_vs_h4_limit.png")  # first bar
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
 
     # equity at hourly resolution keeps the file small; worst = lowest worst-price equity in the hour
@@ -71,8 +71,10 @@ def write_outputs(res: BacktestResult, out: Path, tearsheet: bool = True,
         fills.insert(0, "datetime", pd.to_datetime(fills["minute"], unit="m", utc=True))
     fills.to_csv(out / "fills.csv", index=False)
     cmdp = strat.analyzers.cmdp
-    plots.plot_drawdown(res.index, np.asarray(cmdp.daily_dd), np.asarray(cmdp.total_dd), res.cmdp["daily_limit"],
-                        res.cmdp["total_limit"], res.cmdp["soft_zone"], res.cmdp["mode"], out / "drawdown.png")
+    k = res.first_bar
+    plots.plot_drawdown(res.index, np.asarray(cmdp.daily_dd[k:]), np.asarray(cmdp.total_dd[k:]),
+                        res.cmdp["daily_limit"], res.cmdp["total_limit"], res.cmdp["soft_zone"], res.cmdp["mode"],
+                        out / "drawdown.png")
     if tearsheet:
         rets = metrics.daily_returns(res.index, res.equity, res.config.cash)
         bench = buy_hold_returns(res.index, res.close)

@@ -19,6 +19,7 @@ from brokers.instruments import get_instrument
 from brokers.sim import Fill, ForexSim, Rejection
 from features.context import build_context
 from feeds.btfeeds import htf_feed, m1_feed
+from feeds.loaders import to_utc
 from feeds.macro import load_macro
 from risk.drawdown import DrawdownGuard, DrawdownRules
 from risk.validator import PreTradeValidator
@@ -38,6 +39,8 @@ class BacktestConfig:
     :param strategy_params: keyword parameters passed to the strategy
     :param rules: drawdown rules the CMDP analyzer enforces
     :param on_excess: what the pre-trade validator does with an unsafe size (``shrink`` or ``block``)
+    :param trade_from: first time of the trading period; earlier bars are history for indicators and features
+        (no orders, not in the results)
     """
 
     symbol: str
@@ -48,10 +51,14 @@ class BacktestConfig:
     strategy_params: Mapping[str, Any] = field(default_factory=dict)
     rules: DrawdownRules = field(default_factory=DrawdownRules.from_config)
     on_excess: str = "shrink"
+    trade_from: pd.Timestamp | None = None
 
 
 @dataclass(frozen=True)
 class BacktestResult:
+    """The trading period's bars (``index``, ``close``, ``equity``, ``worst_equity``). Bar numbers the strategy
+    records (decisions, CMDP series) count from the first bar fed, ``first_bar`` bars earlier."""
+
     strategy: str
     config: BacktestConfig
     index: pd.DatetimeIndex
@@ -65,6 +72,7 @@ class BacktestResult:
     cmdp: dict[str, Any]
     elapsed_s: float
     strategy_obj: bt.Strategy
+    first_bar: int = 0
 
     @property
     def bars(self) -> int:
@@ -73,12 +81,18 @@ class BacktestResult:
 
 def run_backtest(strategy: str | type[FxStrategy], m1: pd.DataFrame, config: BacktestConfig,
                  on_bar: Callable[[int], None] | None = None) -> BacktestResult:
-    """Run ``strategy`` (a registered name or an ``FxStrategy`` class) over the M1 bid bars ``m1``."""
+    """Run ``strategy`` (a registered name or an ``FxStrategy`` class) over the M1 bid bars ``m1``; with
+    ``config.trade_from`` the bars before it are history only."""
     cls = get_strategy(strategy) if isinstance(strategy, str) else strategy
     strategy = strategy if isinstance(strategy, str) else cls.__name__
     inst = get_instrument(config.symbol)
     random.seed(config.seed)
     np.random.seed(config.seed)
+    first = 0
+    if config.trade_from is not None:
+        first = int(m1.index.searchsorted(to_utc(config.trade_from, "trade_from", whole_day_end=False)))
+        if first >= len(m1) - 1:
+            raise ValueError(f"no bars to trade from {config.trade_from} (the data end {m1.index[-1]})")
     sim = ForexSim(inst, cash=config.cash, leverage=config.leverage)
     broker = ForexBroker(sim, on_bar=on_bar)
 
@@ -98,8 +112,10 @@ def run_backtest(strategy: str | type[FxStrategy], m1: pd.DataFrame, config: Bac
     cerebro.setbroker(broker)
     guard = DrawdownGuard(config.rules, config.cash)
     validator = PreTradeValidator(inst, on_excess=config.on_excess)
-    ctx = build_context(m1, load_macro(), config.h4_offset_minutes) if cls.uses_context else None
-    cerebro.addstrategy(cls, instrument=inst, context=ctx, validator=validator, **dict(config.strategy_params))
+    ctx = build_context(m1, load_macro(), config.h4_offset_minutes, trade_from=m1.index[first]) \
+        if cls.uses_context else None
+    cerebro.addstrategy(cls, instrument=inst, context=ctx, validator=validator, first_bar=first,
+                        **dict(config.strategy_params))
     cerebro.addanalyzer(TradeLog, _name="tradelog")
     cerebro.addanalyzer(CmdpAnalyzer, _name="cmdp", guard=guard, validator=validator)
 
@@ -109,11 +125,11 @@ def run_backtest(strategy: str | type[FxStrategy], m1: pd.DataFrame, config: Bac
     if len(broker.equity) != len(m1):
         raise RuntimeError(f"broker saw {len(broker.equity)} of {len(m1)} M1 bars: feed alignment is broken")
     return BacktestResult(
-        strategy=strategy, config=config, index=m1.index, close=m1["close"].to_numpy(),
-        equity=np.asarray(broker.equity), worst_equity=np.asarray(broker.worst_equity),
+        strategy=strategy, config=config, index=m1.index[first:], close=m1["close"].to_numpy()[first:],
+        equity=np.asarray(broker.equity)[first:], worst_equity=np.asarray(broker.worst_equity)[first:],
         fills=list(broker.fills), trades=strat.analyzers.tradelog.get_analysis(),
         rejections=list(sim.rejections),
         costs={"spread": sim.costs_spread, "commission": sim.costs_commission, "swap": sim.costs_swap},
         cmdp=strat.analyzers.cmdp.get_analysis(),
-        elapsed_s=elapsed, strategy_obj=strat,
+        elapsed_s=elapsed, strategy_obj=strat, first_bar=first,
     )

@@ -23,11 +23,12 @@ class FxStrategy(bt.Strategy):
     Sizes in Backtrader are units of the base currency; strategies think in lots and go through
     ``target_lots`` so the lot step is respected by the strategy, never by the broker. Strategies with
     ``uses_context = True`` get the precomputed ``MarketContext`` (features, H4 ATR) as ``self.ctx``, indexed
-    by M1 bar position ``len(self.m1) - 1``.
+    by M1 bar position ``len(self.m1) - 1``. Bars before ``first_bar`` are history: indicators and features
+    see them, ``target_lots`` sends nothing.
     """
 
     uses_context = False
-    params = (("instrument", None), ("context", None), ("validator", None))
+    params = (("instrument", None), ("context", None), ("validator", None), ("first_bar", 0))
 
     def __init__(self) -> None:
         self.m1, self.m5, self.h4 = self.datas[0], self.datas[1], self.datas[2]
@@ -48,7 +49,10 @@ class FxStrategy(bt.Strategy):
         return self.getposition(self.m1).size / self.inst.contract_size
 
     def target_lots(self, lots: float, **kwargs) -> bt.Order | None:
-        """Order the difference to ``lots`` (rounded towards zero to the lot step) on the M1 feed."""
+        """Order the difference to ``lots`` (rounded towards zero to the lot step) on the M1 feed; nothing
+        before the trading period begins."""
+        if len(self.m1) - 1 < self.p.first_bar:
+            return None
         units = round(self.inst.round_lots(lots) * self.inst.contract_size, 6)
         return self.order_target_size(data=self.m1, target=units, **kwargs)
 

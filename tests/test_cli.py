@@ -45,7 +45,8 @@ def test_sma_cross_writes_all_outputs(fx_dir: Path, tmp_path: Path) -> None:
         (("--strategy", "nope"), "unknown strategy"),
         (("--strategy", "sma_cross", "--symbol", "EURGBP"), "unknown symbol"),
         (("--strategy", "sma_cross", "--start", "2030-01-01", "--end", "2030-01-31"), "no bars"),
-        (("--strategy", "sma_cross", "--start", "2024-01-02", "--end", "2024-01-04"), "use a longer period"),
+        (("--strategy", "sma_cross", "--start", "2024-01-02", "--end", "2024-01-04", "--history-days", "0"),
+         "use a longer period"),
         (("--strategy", "random", "--daily-limit", "0.2"), "daily_limit"),
     ],
 )

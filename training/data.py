@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from features.context import MarketContext, build_context
+from features.context import MarketContext, build_context, history_start
 from feeds.loaders import load_bars
 from feeds.macro import load_macro
 from feeds.paths import fx_data_dir
@@ -22,12 +22,17 @@ def segments(m1: pd.DataFrame, max_gap: pd.Timedelta = MAX_GAP) -> list[pd.DataF
 
 
 def period_contexts(symbol: str, start: str, end: str, data: str | Path | None = None,
-                    h4_offset_minutes: int = 0) -> list[MarketContext]:
+                    h4_offset_minutes: int = 0, history: bool = True) -> list[MarketContext]:
     """One context per contiguous segment of ``symbol`` bars in [start, end]; segments too short to
-    finish the feature warm-up are dropped."""
-    m1 = load_bars(Path(data) if data else fx_data_dir(), symbol=symbol, start=start, end=end)
+    finish the feature warm-up are dropped.
+
+    With ``history`` the bars of the weeks before ``start`` are loaded too (``features.context.HISTORY_DAYS``)
+    and serve only as feature history, so decisions begin at ``start`` rather than a month later; where the
+    data have no bars before ``start`` the warm-up is taken from the period, as without it."""
+    first = history_start(start) if history else start
+    m1 = load_bars(Path(data) if data else fx_data_dir(), symbol=symbol, start=first, end=end)
     macro = load_macro()
-    out = [build_context(part, macro, h4_offset_minutes) for part in segments(m1)]
+    out = [build_context(part, macro, h4_offset_minutes, trade_from=start) for part in segments(m1)]
     out = [c for c in out if len(c) - c.first_ready > 1440]
     if not out:
         raise ValueError(f"{symbol} {start}..{end}: no segment long enough after the feature warm-up")
