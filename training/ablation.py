@@ -109,7 +109,7 @@ def evaluate_on_test(variant: str, run: Path, test_ctx: list[MarketContext]) -> 
 
 
 def buy_and_hold(test_ctx: list[MarketContext]) -> dict[str, float]:
-    """Unlevered buy-and-hold of the symbol over the test contexts (from each one's end of warm-up)."""
+    """Unlevered buy-and-hold of the symbol over the test contexts (from each one's first decision bar)."""
     rets = []
     for c in test_ctx:
         close = c.close[c.first_ready:]
@@ -180,8 +180,8 @@ def main(args: Args) -> Path:
             f"validation every {args.eval_every:,} steps. Train {args.train_start}..{args.train_end}, validate "
             f"{args.val_start}..{args.val_end}, test {args.test_start}..{args.test_end} ({symbol}). Selected = the "
             "checkpoint with the best validation score (Sharpe - 5 x breaches; at most 0 with fewer than "
-            f"{MIN_ACTIVE_DAYS} active days); final = the last step's. Test figures run from the end of the feature "
-            "warm-up (late January), like buy-and-hold here. A return of "
+            f"{MIN_ACTIVE_DAYS} active days); final = the last step's. Validation and test figures, and buy-and-hold, "
+            "run from the first bar of their period (the weeks before are feature history). A return of "
             "-10.00 % without a breach is a policy ground down to the total-drawdown floor: from there the pre-trade "
             "validator shrinks every order to what fits above it.", "",
             f"    python -m training.ablation --seeds {seeds} --total-steps {args.total_steps} "
