@@ -70,6 +70,8 @@ def test_cli_loads_history_before_start(fx_dir: Path, tmp_path: Path) -> None:
     assert p.returncode == 0, p.stderr
     s = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert s["start"] == START.isoformat() and s["trades"] > 0
+    history = load_bars(fx_dir, symbol="EURUSD", start=history_start(START), end="2024-03-03")
+    assert s["history_bars"] == len(history) > 20_000
     assert s["bars"] == len(load_bars(fx_dir, symbol="EURUSD", start="2024-03-04", end="2024-03-06"))
     without = run("--history-days", "0")  # three days cannot warm up a 30-H4-bar indicator on their own
     assert without.returncode == 2 and "use a longer period" in without.stderr

@@ -19,7 +19,7 @@ in each run's ``test_eval.json``.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import matplotlib
@@ -33,7 +33,7 @@ import tyro
 from agents.checkpoint import load_mtf_marl_actors, load_td3_actor
 from features.context import MarketContext
 from reports import metrics
-from training.common import EnvConfig
+from training.common import EnvConfig, RunPlan
 from training.data import period_contexts
 from training.evaluate import MIN_ACTIVE_DAYS, evaluate_hierarchical, evaluate_single
 
@@ -41,25 +41,15 @@ VARIANTS = ("mtf_marl_shared", "mtf_marl_smdp", "mtf_marl_separate", "td3")
 
 
 @dataclass
-class Args:
+class Args(RunPlan):
+    """The periods and budget of every run (``RunPlan``), plus the seeds, variants and test period."""
+
+    learning_starts: int = 20_000
+    """random steps before learning"""
     seeds: tuple[int, ...] = (0,)
     """seeds, the same for every variant"""
     variants: tuple[str, ...] = VARIANTS
     """variants to train / tabulate"""
-    total_steps: int = 300_000
-    """environment steps per run"""
-    learning_starts: int = 20_000
-    """random steps before learning"""
-    eval_every: int = 50_000
-    """steps between validations"""
-    train_start: str = "2017-01-01"
-    """training period start"""
-    train_end: str = "2022-12-31"
-    """training period end"""
-    val_start: str = "2023-01-01"
-    """validation period start"""
-    val_end: str = "2023-12-31"
-    """validation period end"""
     test_start: str = "2024-01-01"
     """test (out-of-sample) period start"""
     test_end: str = "2024-12-31"
@@ -73,9 +63,7 @@ class Args:
 
 
 def _train(variant: str, seed: int, args: Args, out: Path) -> dict:
-    common = dict(train_start=args.train_start, train_end=args.train_end, val_start=args.val_start,
-                  val_end=args.val_end, total_steps=args.total_steps, learning_starts=args.learning_starts,
-                  eval_every=args.eval_every, seed=seed, out=str(out))
+    common = {f.name: getattr(args, f.name) for f in fields(RunPlan)} | {"seed": seed, "out": str(out)}
     if variant == "td3":
         from training import train_td3
 

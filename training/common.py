@@ -21,11 +21,9 @@ from risk.validator import PreTradeValidator
 
 
 @dataclass
-class TrainArgs:
-    """The fields every trainer's CLI shares (tyro reads the field docstrings as help)."""
+class RunPlan:
+    """Data periods and step budget: what one training run and an ablation over many runs share."""
 
-    symbol: str = "EURUSD"
-    """instrument to train on"""
     train_start: str = "2017-01-01"
     """first day of the training period (UTC)"""
     train_end: str = "2022-12-31"
@@ -34,12 +32,22 @@ class TrainArgs:
     """first day of the validation period"""
     val_end: str = "2023-12-31"
     """last day of the validation period"""
-    data: str = ""
-    """M1 data file or folder (default: $MTF_DATA_DIR or ../shared/data/fx)"""
     total_steps: int = 300_000
     """environment steps (M1 bars) to train for"""
     learning_starts: int = 10_000
     """random-action steps before learning"""
+    eval_every: int = 50_000
+    """steps between validation runs"""
+
+
+@dataclass
+class TrainArgs(RunPlan):
+    """The fields every trainer's CLI shares (tyro reads the field docstrings as help)."""
+
+    symbol: str = "EURUSD"
+    """instrument to train on"""
+    data: str = ""
+    """M1 data file or folder (default: $MTF_DATA_DIR or ../shared/data/fx)"""
     update_every: int = 2
     """environment steps per gradient update (SB3's train_freq for td3)"""
     gamma: float = 0.995
@@ -52,8 +60,6 @@ class TrainArgs:
     """M1 bars per training episode"""
     max_exposure: float = 10.0
     """notional of a full-size position, multiple of equity"""
-    eval_every: int = 50_000
-    """steps between validation runs"""
     eval_bars: int = 0
     """bars of each validation segment to use (0 = all)"""
     seed: int = 0
