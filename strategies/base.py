@@ -45,13 +45,17 @@ class FxStrategy(bt.Strategy):
         """Complete bars each timeframe ("m5", "h4") needs before the strategy can run at all."""
         return {}
 
+    def trading(self) -> bool:
+        """Whether the trading period has begun (the current bar is not history)."""
+        return len(self.m1) - 1 >= self.p.first_bar
+
     def position_lots(self) -> float:
         return self.getposition(self.m1).size / self.inst.contract_size
 
     def target_lots(self, lots: float, **kwargs) -> bt.Order | None:
         """Order the difference to ``lots`` (rounded towards zero to the lot step) on the M1 feed; nothing
         before the trading period begins."""
-        if len(self.m1) - 1 < self.p.first_bar:
+        if not self.trading():
             return None
         units = round(self.inst.round_lots(lots) * self.inst.contract_size, 6)
         return self.order_target_size(data=self.m1, target=units, **kwargs)

@@ -8,7 +8,7 @@ from strategies.base import FxStrategy
 
 
 class BuyHold(FxStrategy):
-    """Buy ``lots`` on the first bar and hold to the end."""
+    """Buy ``lots`` on the first bar of the trading period and hold to the end."""
 
     params = (("lots", 1.0),)
 
@@ -20,7 +20,7 @@ class BuyHold(FxStrategy):
         self.next()
 
     def next(self) -> None:
-        if not self._done:
+        if not self._done and self.trading():
             self.target_lots(self.p.lots)
             self._done = True
 

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from brokers.sim import minute_of
 from features.context import H4_SPEC, HISTORY_DAYS, build_context, history_start
 from feeds.loaders import load_bars
 from feeds.macro import load_macro
@@ -49,8 +50,11 @@ def test_backtest_trades_and_reports_only_the_period(fx_dir: Path, macro_dir: Pa
     res = run_backtest("sma_cross", m1, BacktestConfig(symbol="EURUSD", trade_from=START))
     assert res.index[0] == START and res.first_bar == int(m1.index.searchsorted(START))
     assert len(res.equity) == len(res.index) == len(res.close) == len(m1) - res.first_bar
-    assert res.fills and min(f.minute for f in res.fills) >= START.value // 60_000_000_000
+    assert res.fills and min(f.minute for f in res.fills) >= minute_of(START)
     assert len(res.strategy_obj.analyzers.cmdp.daily_dd) == len(m1)  # CMDP series count from the feed's first bar
+
+    hold = run_backtest("buy_hold", m1, BacktestConfig(symbol="EURUSD", trade_from=START))
+    assert len(hold.fills) == 1 and hold.fills[0].minute == minute_of(hold.index[1])  # next bar's open
 
     agents = run_backtest("mtf_marl", m1, BacktestConfig(symbol="EURUSD", trade_from=START))
     strat = agents.strategy_obj
