@@ -61,8 +61,11 @@ class FxStrategy(bt.Strategy):
         return self.order_target_size(data=self.m1, target=units, **kwargs)
 
     def trade_to(self, target: float, i: int) -> Verdict:
-        """Validate an agent's target (lots) at M1 bar ``i`` against the drawdown floor, then order it."""
+        """Validate an agent's target (lots) at M1 bar ``i`` against the drawdown floor, then order it. On a
+        history bar nothing is validated (the CMDP counters cover the period) and nothing is ordered."""
         sim = self.broker.sim
+        if not self.trading():
+            return Verdict("block", sim.lots, "history bar: before the trading period")
         verdict = validated_target(self.validator, sim, target, float(self.ctx.h4_atr[i]))
         if verdict.lots != sim.lots:
             self.target_lots(verdict.lots)

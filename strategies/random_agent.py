@@ -9,8 +9,9 @@ from strategies.base import FxStrategy
 
 
 class RandomAgent(FxStrategy):
-    """Every ``every`` M1 bars draws a uniform action in [-1, 1]^2 (target position, exit confidence) and
-    maps it with the same function as the single-agent env; sizes reach ``max_exposure`` x equity."""
+    """Every ``every`` M1 bars from its first decision bar draws a uniform action in [-1, 1]^2 (target position,
+    exit confidence) and maps it with the same function as the single-agent env; sizes reach ``max_exposure`` x
+    equity."""
 
     uses_context = True
     params = (("every", 30), ("max_exposure", 10.0), ("seed", 0))
@@ -21,7 +22,7 @@ class RandomAgent(FxStrategy):
 
     def next(self) -> None:
         i = len(self.m1) - 1
-        if i < self.ctx.first_ready or i % self.p.every:
+        if i < self.ctx.first_ready or (i - self.ctx.first_ready) % self.p.every:  # same bars whatever the history
             return
         a = self.rng.uniform(-1.0, 1.0, size=2)
         sim = self.broker.sim
