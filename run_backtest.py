@@ -14,7 +14,7 @@ from pathlib import Path
 from brokers.instruments import UnknownSymbolError, get_instrument
 from features.context import HISTORY_DAYS, history_start
 from feeds.errors import DataError
-from feeds.loaders import load_bars
+from feeds.loaders import load_bars, to_utc
 from feeds.paths import REPO_ROOT, fx_data_dir
 from risk.drawdown import DrawdownRules
 from strategies import STRATEGIES
@@ -30,7 +30,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--symbol", default="EURUSD")
     p.add_argument("--start", default=None, help="first day, UTC (YYYY-MM-DD)")
     p.add_argument("--end", default=None, help="last day, UTC, inclusive")
-    p.add_argument("--history-days", type=int, default=HISTORY_DAYS,
+    p.add_argument("--history-days", type=int, default=None,
                    help="with --start: calendar days of bars before it loaded as indicator and feature history "
                         f"only, so trading begins at --start (default {HISTORY_DAYS}; 0: the period's own first "
                         "weeks are the warm-up)")
@@ -60,9 +60,14 @@ def main(argv: list[str] | None = None) -> int:
         inst = get_instrument(args.symbol)
         rules = DrawdownRules.from_config(mode=args.dd_mode, daily_limit=args.daily_limit,
                                           total_limit=args.total_limit)
-        if args.history_days < 0:
-            raise ValueError(f"--history-days must be >= 0, got {args.history_days}")
-        first = history_start(args.start, args.history_days) if args.start and args.history_days else args.start
+        if args.history_days is not None and (args.history_days < 0 or not args.start):
+            raise ValueError(f"--history-days takes a number >= 0 and needs --start, got {args.history_days}"
+                             + ("" if args.start else " without --start"))
+        if args.start and args.end and to_utc(args.end, "end", whole_day_end=True) <= to_utc(args.start, "start",
+                                                                                               whole_day_end=False):
+            raise ValueError(f"end {args.end!r} is not after start {args.start!r}")
+        days = HISTORY_DAYS if args.history_days is None else args.history_days
+        first = history_start(args.start, days) if args.start and days else args.start
         m1 = load_bars(args.data or fx_data_dir(), symbol=inst.symbol, start=first, end=args.end)
     except (KeyError, UnknownSymbolError, DataError, FileNotFoundError, ValueError) as e:
         print(f"error: {e.args[0] if isinstance(e, KeyError) else e}", file=sys.stderr)

@@ -58,14 +58,24 @@ class JointReplayBuffer:
                       s2=state_dim, o_h4_2=h4_obs_dim, o_m1_2=m1_obs_dim, done=1, h4_due_2=1, steps=1)
         self.widths = [widths[f] for f in self.FIELDS]
         self.data = np.zeros((capacity, sum(self.widths)), np.float32)
-        col = 0
-        for name, w in zip(self.FIELDS, self.widths, strict=True):
-            setattr(self, name, self.data[:, col:col + w])  # a view: writes go to ``data``
-            col += w
+        self._bind_views()
         self.steps[:] = 1.0
         self.bins = np.zeros(capacity, np.int8)
         self.pos = 0
         self.size = 0
+
+    def _bind_views(self) -> None:
+        col = 0
+        for name, w in zip(self.FIELDS, self.widths, strict=True):
+            setattr(self, name, self.data[:, col:col + w])  # a view: writes go to ``data``
+            col += w
+
+    def __getstate__(self) -> dict:  # pickle / deepcopy: ``data`` once, views rebuilt on load
+        return {k: v for k, v in self.__dict__.items() if k not in self.FIELDS}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._bind_views()
 
     def __len__(self) -> int:
         return self.size

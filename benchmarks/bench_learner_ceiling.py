@@ -10,7 +10,9 @@ JIT forms of the same update (batch 256, same networks, sampling from one float3
   ``optax`` are installed (``pip install jax optax``; not a project dependency); null otherwise.
 
 The reference forms are checked against the eager learner before timing: with target-policy noise 0, the
-first critic loss on the same batch and weights must agree to 1e-4 (relative).
+first critic loss on the same batch and weights must agree to 1e-4 (relative). Torch runs one thread (a second
+does not help at this size); XLA uses every core the process may use, so for a one-core comparison run the script
+under ``taskset -c 0``; ``cores`` in the JSON says which it was.
 
 Usage::
 
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -163,17 +166,17 @@ def bench_torch_compiled(buf, updates: int, runs: int) -> tuple[float, float]:
     return best, compile_s
 
 
-def bench_jax(buf, updates: int, runs: int) -> float | None:
+def jax_td3(cfg: MTFMARLConfig):
+    """(initial state, jitted pair of updates, critic loss) of the same TD3 update in JAX + optax, from the weights
+    of ``_learner(cfg)``; None when jax / optax are not installed."""
     try:
         import jax
         import jax.numpy as jnp
         import optax
     except ImportError:
-        print("  jax / optax not installed (pip install jax optax): skipped")
         return None
     jax.config.update("jax_platforms", "cpu")
-    learner = _learner(MTFMARLConfig())
-    cfg = learner.cfg
+    learner = _learner(cfg)
 
     def layers(seq: torch.nn.Sequential) -> list[tuple]:
         return [(jnp.asarray(m.weight.detach().numpy().T), jnp.asarray(m.bias.detach().numpy()))
@@ -184,7 +187,8 @@ def bench_jax(buf, updates: int, runs: int) -> float | None:
     target = jax.tree.map(lambda x: x, params)
     lim, bias = M1_LIMIT_SLOT, M1_BIAS_SLOT
     critic_opt, actor_opt = optax.adam(cfg.critic_lr), optax.adam(cfg.actor_lr)
-    oc, oa = critic_opt.init((params["q1"], params["q2"])), actor_opt.init((params["h4"], params["m1"]))
+    state = (params, target, critic_opt.init((params["q1"], params["q2"])),
+             actor_opt.init((params["h4"], params["m1"])))
 
     def mlp(ps, x):
         for w, b in ps[:-1]:
@@ -199,7 +203,7 @@ def bench_jax(buf, updates: int, runs: int) -> float | None:
     def with_h4(o, a):
         return o.at[:, lim].set(jnp.clip((a[:, 1] + 1.0) * 0.5, 0.0, 1.0)).at[:, bias].set(a[:, 0])
 
-    def critic_step(p, t, oc, b, key):
+    def critic_loss(q, t, b, key):
         s, o_h4, o_m1, a_h4, a_m1, r, s2, o_h4_2, o_m1_2, done, due, steps = b
         k1, k2 = jax.random.split(key)
         a_h4_2 = jnp.where(due > 0.5, smooth(jnp.tanh(mlp(t["h4"], o_h4_2)), k1), a_h4)
@@ -207,11 +211,10 @@ def bench_jax(buf, updates: int, runs: int) -> float | None:
         x2 = jnp.concatenate([s2, a_h4_2, a_m1_2], 1)
         y = r + cfg.gamma ** steps * (1.0 - done) * jnp.minimum(mlp(t["q1"], x2), mlp(t["q2"], x2))
         x = jnp.concatenate([s, a_h4, a_m1], 1)
+        return jnp.mean((mlp(q[0], x) - y) ** 2) + jnp.mean((mlp(q[1], x) - y) ** 2)
 
-        def loss(q):
-            return jnp.mean((mlp(q[0], x) - y) ** 2) + jnp.mean((mlp(q[1], x) - y) ** 2)
-
-        value, g = jax.value_and_grad(loss)((p["q1"], p["q2"]))
+    def critic_step(p, t, oc, b, key):
+        value, g = jax.value_and_grad(critic_loss)((p["q1"], p["q2"]), t, b, key)
         u, oc = critic_opt.update(g, oc)
         q1, q2 = optax.apply_updates((p["q1"], p["q2"]), u)
         return dict(p, q1=q1, q2=q2), oc, value
@@ -238,6 +241,31 @@ def bench_jax(buf, updates: int, runs: int) -> float | None:
         p, t, oa, value = actor_step(p, t, oa, b2)
         return p, t, oc, oa, value
 
+    def first_loss(b) -> float:
+        return float(critic_loss((params["q1"], params["q2"]), target, b, jax.random.PRNGKey(0)))
+
+    return state, pair, first_loss
+
+
+def check_jax(buf, rng: np.random.Generator) -> float | None:
+    """``check_reference`` for the JAX form (None without jax)."""
+    cfg = MTFMARLConfig(target_noise=0.0)
+    built = jax_td3(cfg)
+    if built is None:
+        return None
+    b = buf.sample(BATCH, rng)
+    eager = _learner(cfg).update(b)["critic_loss"]
+    return abs(built[2](tuple(x.numpy() for x in b.fields())) - eager) / abs(eager)
+
+
+def bench_jax(buf, updates: int, runs: int) -> float | None:
+    built = jax_td3(MTFMARLConfig())
+    if built is None:
+        print("  jax / optax not installed (pip install jax optax): skipped")
+        return None
+    import jax
+
+    state, pair, _ = built
     rng = np.random.default_rng(0)
     cuts = np.cumsum(buf.widths)[:-1]
 
@@ -245,7 +273,6 @@ def bench_jax(buf, updates: int, runs: int) -> float | None:
         return tuple(np.split(buf.data[buf.sample_indices(BATCH, rng)], cuts, axis=1))
 
     key = jax.random.PRNGKey(0)
-    state = (params, target, oc, oa)
     for _ in range(5):
         key, k = jax.random.split(key)
         *state, value = pair(*state, sample(), sample(), k)
@@ -271,21 +298,26 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     rng = np.random.default_rng(0)
     buf = random_buffer(50_000, rng)
-    diff = check_reference(buf, rng)
-    print(f"reference check: first critic loss, functional vs eager learner: relative difference {diff:.1e}")
-    if diff > 1e-4:
-        raise SystemExit("the functional reference does not compute the learner's update")
+    cores = len(os.sched_getaffinity(0))
+    diff, jdiff = check_reference(buf, rng), check_jax(buf, rng)
+    print(f"reference check, first critic loss vs the eager learner's: torch functional {diff:.1e}, "
+          f"jax {'n/a' if jdiff is None else f'{jdiff:.1e}'} (relative)")
+    if diff > 1e-4 or (jdiff is not None and jdiff > 1e-4):
+        raise SystemExit("a reference form does not compute the learner's update")
+    print(f"cores this process may use: {cores} (torch runs 1 thread; XLA uses every core it may: compare on one "
+          "core with taskset -c 0)")
     print(f"eager MTFMARL.update, batch {BATCH}, 1 thread:")
     eager = bench_updates(1, args.updates, args.runs)
     print("the same update as one torch.compile graph per pair of updates (inductor, C++ wrapper):")
     compiled, compile_s = bench_torch_compiled(buf, args.updates, args.runs)
     print(f"  compile + 5 warm-up calls: {compile_s:.1f} s")
-    print("the same pair of updates under one jax.jit (XLA CPU):")
+    print(f"the same pair of updates under one jax.jit (XLA CPU, {cores} core(s)):")
     jax_rate = bench_jax(buf, args.updates, args.runs)
     res = {"eager_updates_per_s": round(eager, 1), "torch_compiled_updates_per_s": round(compiled, 1),
            "torch_compile_s": round(compile_s, 1), "jax_updates_per_s": round(jax_rate, 1) if jax_rate else None,
            "compiled_over_eager": round(compiled / eager, 2),
-           "jax_over_eager": round(jax_rate / eager, 2) if jax_rate else None, "target": UPDATES_TARGET}
+           "jax_over_eager": round(jax_rate / eager, 2) if jax_rate else None, "cores": cores,
+           "target": UPDATES_TARGET}
     print(json.dumps(res))
     return 0
 

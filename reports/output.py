@@ -42,9 +42,16 @@ def summarise(res: BacktestResult) -> dict[str, Any]:
         "seed": cfg.seed,
         "strategy_params": dict(cfg.strategy_params),
         "elapsed_s": round(res.elapsed_s, 3),
-        "history_bars": res.first_bar,  # fed before the period as indicator and feature history, not traded
+        "history_bars": res.first_bar,
+        "first_decision": _first_decision(res),  # fed before the period as indicator and feature history, not traded
         "bars_per_s": round((res.first_bar + res.bars) / res.elapsed_s, 1) if res.elapsed_s > 0 else None,
     }
+
+
+def _first_decision(res: BacktestResult) -> str | None:
+    """When an agent strategy first decided: the period's first bar unless its history was too short."""
+    ctx = getattr(res.strategy_obj, "ctx", None)
+    return ctx.index[ctx.first_ready].isoformat() if ctx is not None and ctx.first_ready < len(ctx) else None
 
 
 def write_outputs(res: BacktestResult, out: Path, tearsheet: bool = True,

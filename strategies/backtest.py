@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import random
 import time
 from collections.abc import Callable, Mapping
@@ -25,6 +26,8 @@ from risk.drawdown import DrawdownGuard, DrawdownRules
 from risk.validator import PreTradeValidator
 from strategies import get_strategy
 from strategies.base import FxStrategy
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -114,6 +117,9 @@ def run_backtest(strategy: str | type[FxStrategy], m1: pd.DataFrame, config: Bac
     validator = PreTradeValidator(inst, on_excess=config.on_excess)
     ctx = build_context(m1, load_macro(), config.h4_offset_minutes, trade_from=m1.index[first]) \
         if cls.uses_context else None
+    if ctx is not None and ctx.first_ready > first and ctx.first_ready < len(ctx):
+        log.warning("%s: the features need more history than was loaded before %s; first decision at %s",
+                    strategy, m1.index[first], ctx.index[ctx.first_ready])
     cerebro.addstrategy(cls, instrument=inst, context=ctx, validator=validator, first_bar=first,
                         **dict(config.strategy_params))
     cerebro.addanalyzer(TradeLog, _name="tradelog")

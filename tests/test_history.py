@@ -79,6 +79,19 @@ def test_cli_loads_history_before_start(fx_dir: Path, tmp_path: Path) -> None:
     assert s["bars"] == len(load_bars(fx_dir, symbol="EURUSD", start="2024-03-04", end="2024-03-06"))
     without = run("--history-days", "0")  # three days cannot warm up a 30-H4-bar indicator on their own
     assert without.returncode == 2 and "use a longer period" in without.stderr
-    bad = subprocess.run([sys.executable, str(REPO_ROOT / "run_backtest.py"), "--strategy", "sma_cross",
-                          "--history-days", "-1"], capture_output=True, text=True, timeout=120, cwd=REPO_ROOT)
-    assert bad.returncode == 2 and "--history-days" in bad.stderr
+    for args, needle in ((("--start", "2024-03-04", "--history-days", "-1"), "--history-days"),
+                         (("--history-days", "10"), "needs --start"),
+                         (("--start", "2024-03-10", "--end", "2024-03-05"), "is not after start")):
+        bad = subprocess.run([sys.executable, str(REPO_ROOT / "run_backtest.py"), "--strategy", "sma_cross", *args],
+                             capture_output=True, text=True, timeout=120, cwd=REPO_ROOT)
+        assert bad.returncode == 2 and needle in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_a_period_at_the_start_of_the_data_says_when_it_first_decided(fx_dir: Path, tmp_path: Path) -> None:
+    p = subprocess.run([sys.executable, str(REPO_ROOT / "run_backtest.py"), "--no-progress", "--no-tearsheet",
+                        "--strategy", "random", "--start", "2017-01-09", "--end", "2017-02-17", "--data", str(fx_dir),
+                        "--out", str(tmp_path / "run")], capture_output=True, text=True, timeout=300, cwd=REPO_ROOT)
+    assert p.returncode == 0, p.stderr
+    s = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert s["start"] == "2017-01-09T00:00:00+00:00" and 0 < s["history_bars"] < 10_000  # the data begin 2017-01-02
+    assert s["first_decision"] > "2017-01-20" and "first decision at" in p.stderr

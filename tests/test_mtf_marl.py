@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import pickle
 import subprocess
 import sys
 from dataclasses import replace
@@ -56,6 +57,9 @@ def test_buffer_balanced_sampling_covers_h4_bins() -> None:
         buf.add(z(STATE_DIM), z(H4_OBS_DIM), z(M1_OBS_DIM), a_h4, z(2), 0.0, z(STATE_DIM), z(H4_OBS_DIM),
                 z(M1_OBS_DIM), False, False)
     rng = np.random.default_rng(0)
+    copy = pickle.loads(pickle.dumps(buf))  # the field views must point into the copy's own array
+    copy.a_h4[0] = 9.0
+    assert copy.data[0, copy.widths[0] + copy.widths[1] + copy.widths[2]] == 9.0 and buf.a_h4[0, 0] != 9.0
     plain = buf.a_h4[buf.sample_indices(2000, rng)][:, 0]
     balanced = buf.a_h4[buf.sample_indices(2000, rng, balanced_h4=True)][:, 0]
     assert (plain > 0).mean() < 0.05 and 0.4 < (balanced > 0).mean() < 0.6
