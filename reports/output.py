@@ -42,8 +42,8 @@ def summarise(res: BacktestResult) -> dict[str, Any]:
         "seed": cfg.seed,
         "strategy_params": dict(cfg.strategy_params),
         "elapsed_s": round(res.elapsed_s, 3),
-        "history_bars": res.first_bar,
-        "first_decision": _first_decision(res),  # fed before the period as indicator and feature history, not traded
+        "history_bars": res.first_bar,  # fed before the period as indicator and feature history, not traded
+        "first_decision": _first_decision(res),
         "bars_per_s": round((res.first_bar + res.bars) / res.elapsed_s, 1) if res.elapsed_s > 0 else None,
     }
 

@@ -117,7 +117,7 @@ def run_backtest(strategy: str | type[FxStrategy], m1: pd.DataFrame, config: Bac
     validator = PreTradeValidator(inst, on_excess=config.on_excess)
     ctx = build_context(m1, load_macro(), config.h4_offset_minutes, trade_from=m1.index[first]) \
         if cls.uses_context else None
-    if ctx is not None and ctx.first_ready > first and ctx.first_ready < len(ctx):
+    if config.trade_from is not None and ctx is not None and first < ctx.first_ready < len(ctx):
         log.warning("%s: the features need more history than was loaded before %s; first decision at %s",
                     strategy, m1.index[first], ctx.index[ctx.first_ready])
     cerebro.addstrategy(cls, instrument=inst, context=ctx, validator=validator, first_bar=first,
