@@ -242,6 +242,7 @@ def jax_td3(cfg: MTFMARLConfig):
         return p, t, oc, oa, value
 
     def first_loss(b) -> float:
+        b = tuple(jnp.asarray(x) for x in b)
         return float(critic_loss((params["q1"], params["q2"]), target, b, jax.random.PRNGKey(0)))
 
     return state, pair, first_loss
