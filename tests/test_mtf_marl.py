@@ -20,7 +20,7 @@ from agents.checkpoint import load_mtf_marl_actors as load_actors
 from agents.mtf_marl import MTFMARL, MTFMARLConfig
 from agents.networks import NumpyActor
 from agents.observations import H4_OBS_DIM, M1_BIAS_SLOT, M1_LIMIT_SLOT, M1_OBS_DIM, STATE_DIM
-from features.context import build_context
+from features.context import HISTORY_DAYS, build_context
 from features.engine import DEFAULT_SPEC
 from feeds.loaders import load_bars
 from feeds.macro import load_macro
@@ -98,6 +98,7 @@ def test_trainer_writes_checkpoints_and_summary(trained: Path) -> None:
         assert (trained / sub / "weights.pt").is_file() and (trained / sub / "manifest.json").is_file()
     best = json.loads((trained / "best" / "manifest.json").read_text())
     assert best["feature_spec"] == DEFAULT_SPEC.to_dict() and best["symbol"] == "EURUSD"
+    assert best["history_days"] == HISTORY_DAYS  # validation decided from the period's first bar
     assert (trained / "best" / "weights.pt").stat().st_size < 1_000_000
 
 

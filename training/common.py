@@ -14,7 +14,7 @@ import numpy as np
 from agents.observations import ObservationBuilder
 from brokers.instruments import get_instrument
 from brokers.sim import ForexSim
-from features.context import H4_SPEC, MarketContext
+from features.context import H4_SPEC, HISTORY_DAYS, MarketContext
 from features.engine import DEFAULT_SPEC
 from risk.drawdown import DrawdownGuard, DrawdownRules
 from risk.validator import PreTradeValidator
@@ -79,7 +79,7 @@ class TrainArgs(RunPlan):
         cfg = self.env_config()
         return {"algorithm": algorithm, "feature_spec": DEFAULT_SPEC.to_dict(), "h4_feature_spec": H4_SPEC.to_dict(),
                 "symbol": self.symbol, "train_period": [self.train_start, self.train_end],
-                "val_period": [self.val_start, self.val_end], "args": asdict(self),
+                "val_period": [self.val_start, self.val_end], "history_days": HISTORY_DAYS, "args": asdict(self),
                 "env_config": {k: v for k, v in asdict(cfg).items() if k != "rules"} | {"rules": cfg.rules.to_dict()},
                 "seed": self.seed, "step": step}
 
