@@ -95,3 +95,20 @@ def test_a_period_at_the_start_of_the_data_says_when_it_first_decided(fx_dir: Pa
     s = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert s["start"] == "2017-01-09T00:00:00+00:00" and 0 < s["history_bars"] < 10_000  # the data begin 2017-01-02
     assert s["first_decision"] > "2017-01-20" and "first decision at" in p.stderr
+
+
+def test_history_bars_are_neither_validated_nor_traded(fx_dir: Path, macro_dir: Path) -> None:
+    from strategies.replay import ReplayActions
+
+    m1 = load_bars(fx_dir, symbol="EURUSD", start=history_start(START), end="2024-03-06")
+    first = int(m1.index.searchsorted(START))
+    actions = np.tile(np.where(np.arange(len(m1)) % 60 < 30, 1.0, -1.0)[:, None], (1, 2))  # flip every 30 bars
+    only_period = actions.copy()
+    only_period[:first] = np.nan  # the same agent, silent on history bars
+    runs = [run_backtest(ReplayActions, m1, BacktestConfig(symbol="EURUSD", trade_from=START,
+                                                          strategy_params={"actions": a}))
+            for a in (actions, only_period)]
+    assert runs[0].fills and min(f.minute for f in runs[0].fills) >= minute_of(START)
+    assert runs[0].fills == runs[1].fills
+    counters = ("blocked_actions", "shrunk_actions", "soft_zone_entries")
+    assert [runs[0].cmdp[k] for k in counters] == [runs[1].cmdp[k] for k in counters]
