@@ -1,7 +1,8 @@
 """Backtrader face of the forex simulation: strategies trade through ``brokers.sim.ForexSim``.
 
-Sizes are in units of the base currency (lots x contract size: 100,000 per FX lot, 100 oz per gold
-lot), as Backtrader's ``Position.size``. Only market orders exist in the core; a stop-loss or take-profit
+Sizes are whole units of the base currency (lots x contract size: 100,000 per FX lot, 100 oz per gold
+lot), as Backtrader's ``Position.size``; the core keeps them as integers, so a position that returns to flat is
+exactly 0 and Backtrader closes the trade. Only market orders exist in the core; a stop-loss or take-profit
 rides on an order as keyword arguments (``self.buy(size=..., sl=1.05, tp=1.10)``). Fills the broker makes
 on its own (stop-loss, take-profit, stop-out) reach the strategy as ordinary completed orders, like
 Backtrader's own Oanda broker does with outside fills. Orders are rejected with a reason in
@@ -177,7 +178,7 @@ class ForexBroker(bt.BrokerBase):
 
     def _apply_fill(self, fill: Fill, data) -> None:
         self.fills.append(fill)
-        units = fill.lots * self.sim.instrument.contract_size
+        units = fill.units
         order = self._orders.pop(fill.order_id, None)
         if order is None:  # broker-initiated: stop-loss, take-profit, stop-out
             cls = bt.BuyOrder if units > 0 else bt.SellOrder

@@ -68,6 +68,18 @@ class Instrument:
             )
         if self.spread_pips < 0 or self.commission_per_lot < 0:
             raise ValueError(f"{self.symbol}: spread and commission must be >= 0")
+        step = self.lot_step * self.contract_size
+        if step < 1 or abs(step - round(step)) > 1e-9:
+            raise ValueError(f"{self.symbol}: lot_step x contract_size must be a whole number of units, got {step}")
+
+    @property
+    def step_units(self) -> int:
+        """Units of the base currency in one lot step (1,000 for 0.01 FX lots, 1 oz for 0.01 gold lots)."""
+        return round(self.lot_step * self.contract_size)
+
+    def units(self, lots: float) -> int:
+        """Signed ``lots`` as a whole number of units (nearest): positions are kept in these, so flat is 0."""
+        return round(lots * self.contract_size)
 
     @property
     def quote_is_account(self) -> bool:
@@ -92,8 +104,8 @@ class Instrument:
     def lots_ok(self, lots: float) -> str | None:
         """Reason why ``lots`` (unsigned) is not a valid order size, or None."""
         a = abs(lots)
-        steps = a / self.lot_step
-        if abs(steps - round(steps)) > 1e-6:
+        units = a * self.contract_size
+        if abs(units - round(units)) > 1e-6 or round(units) % self.step_units:
             return f"size {a} lots is not a multiple of the lot step {self.lot_step}"
         if a < self.min_lot - 1e-12:
             return f"size {a} lots is below the minimum {self.min_lot}"

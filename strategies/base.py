@@ -57,8 +57,7 @@ class FxStrategy(bt.Strategy):
         before the trading period begins."""
         if not self.trading():
             return None
-        units = round(self.inst.round_lots(lots) * self.inst.contract_size, 6)
-        return self.order_target_size(data=self.m1, target=units, **kwargs)
+        return self.order_target_size(data=self.m1, target=self.inst.units(self.inst.round_lots(lots)), **kwargs)
 
     def trade_to(self, target: float, i: int) -> Verdict:
         """Validate an agent's target (lots) at M1 bar ``i`` against the drawdown floor, then order it. On a

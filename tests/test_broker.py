@@ -110,6 +110,54 @@ def test_spread_widens_around_rollover(hour, mult):
     assert sim.spread == approx(0.00003 * mult, rel=1e-12)
 
 
+def test_spread_is_attributed_where_it_is_paid():
+    """A short pays the spread when it buys back at the ask, not when it sells at the bid: opened at 21:30 UTC
+    (spread x3 = 0.9 pip) and closed at 10:00 (0.3 pip) with the bid unchanged, it paid 0.3 pip x 10 USD."""
+    sim = ForexSim(EURUSD)
+    flat_bar(sim, m(2024, 7, 8, 21, 29), 1.10000)
+    sim.submit(-1.0)
+    (sell,) = flat_bar(sim, m(2024, 7, 8, 21, 30), 1.10000)
+    assert sell.price == 1.10000 and sell.spread_cost == 0.0
+    sim.submit(1.0)
+    (buy,) = flat_bar(sim, m(2024, 7, 9, 10, 0), 1.10000)
+    assert buy.price == approx(1.10003, rel=1e-12)
+    assert buy.spread_cost == approx(3.0, rel=1e-9) == approx(-buy.realised_pnl, rel=1e-9)
+    assert sim.costs_spread == approx(3.0, rel=1e-9)
+    # a long pays it on the way in, at that bar's spread: 0.9 pip at 21:30
+    sim = ForexSim(EURUSD)
+    flat_bar(sim, m(2024, 7, 8, 21, 29), 1.10000)
+    sim.submit(1.0)
+    (buy,) = flat_bar(sim, m(2024, 7, 8, 21, 30), 1.10000)
+    assert buy.spread_cost == approx(9.0, rel=1e-9)
+    sim.submit(-1.0)
+    (sell,) = flat_bar(sim, m(2024, 7, 9, 10, 0), 1.10000)
+    assert sell.spread_cost == 0.0 and sim.costs_spread == approx(9.0, rel=1e-9)
+
+
+def test_flip_from_short_to_long_pays_the_spread_on_every_bought_unit():
+    sim = ForexSim(USDJPY)
+    flat_bar(sim, T0, 110.000)
+    sim.submit(-1.0)
+    flat_bar(sim, T0 + 1, 110.000)
+    sim.submit(3.0)  # buys back 1 lot and opens 2
+    (flip,) = flat_bar(sim, T0 + 2, 110.000)
+    assert flip.spread_cost == approx(3 * 100_000 * 0.004 / 110.004, rel=1e-12)
+    assert (flip.closed_lots, flip.opened_lots, flip.units) == (1.0, 2.0, 300_000)
+
+
+def test_fills_that_return_to_flat_leave_exactly_zero():
+    """-4.44 + 3.90 + 0.54 lots is 3.9e-11 in floats; the core keeps units, so flat is exactly 0."""
+    assert -4.44 + 3.90 + 0.54 != 0.0
+    sim = ForexSim(EURUSD)
+    flat_bar(sim, T0, 1.1)
+    for k, lots in enumerate((-4.44, 3.90, 0.54)):
+        sim.submit(lots)
+        (fill,) = flat_bar(sim, T0 + 1 + k, 1.1)
+        assert fill.units == round(lots * 100_000) and isinstance(fill.units, int)
+    assert sim.units == 0 and sim.lots == 0.0 and sim.avg_price == 0.0
+    assert (fill.opened_lots, fill.closed_lots) == (0.0, 0.54)
+
+
 # --------------------------------------------------------------------------- swap
 
 
@@ -265,6 +313,28 @@ def test_stop_out_at_half_margin_level_at_the_worst_price():
     assert sim.lots == 0.0 and sim.stop_outs == 1
     assert sim.balance == approx(balance + out.realised_pnl - 3.5, rel=1e-12)
     assert sim.equity == sim.balance  # marked flat at the close, no recovery to 1.09
+
+
+def test_stop_out_fires_exactly_at_the_stop_out_level():
+    """"At or below": a worst-price margin level exactly equal to ``stop_out_level`` liquidates."""
+    sim = ForexSim(EURUSD, cash=4_000.0)
+    flat_bar(sim, T0, 1.10000)
+    sim.submit(1.0)
+    flat_bar(sim, T0 + 1, 1.10000)
+    low = 1.08000
+    worst = sim.balance + sim.unrealised_at(low)
+    margin = sim.margin_for(sim.lots, low)
+    level = worst / margin
+    while level * margin != worst:  # the level whose product with the margin is exactly the worst equity
+        level = math.nextafter(level, math.inf if level * margin < worst else -math.inf)
+    sim.stop_out_level = level
+    (out,) = sim.on_bar(T0 + 2, 1.09000, 1.09100, low, 1.09000)
+    assert out.reason == "stop_out" and out.price == low and sim.stop_outs == 1
+    sim2 = ForexSim(EURUSD, cash=4_000.0, stop_out_level=math.nextafter(level, 0.0))  # just below: no stop-out
+    flat_bar(sim2, T0, 1.10000)
+    sim2.submit(1.0)
+    flat_bar(sim2, T0 + 1, 1.10000)
+    assert sim2.on_bar(T0 + 2, 1.09000, 1.09100, low, 1.09000) == () and sim2.stop_outs == 0
 
 
 def test_margin_rejections():

@@ -5,6 +5,8 @@ from __future__ import annotations
 import backtrader as bt
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from brokers.bt_broker import ForexBroker
 from brokers.instruments import get_instrument
@@ -224,3 +226,58 @@ def test_sma_cross_reconciles_on_real_data(fx_dir, symbol, max_trade_usd):
     # a few days cost something but not absurd amounts
     assert 0 < res.costs["spread"] < 100 * len(res.fills) + 1
     assert res.costs["swap"] != 0.0 and abs(res.costs["swap"]) < 100  # positions were held overnight
+
+
+# --------------------------------------------------------------------------- trades that add up
+
+
+class TradeCounter(bt.Strategy):
+    """Orders ``deltas[i]`` lots on bar ``i``, closes what is left on the bar after, and keeps every trade
+    Backtrader closes."""
+
+    params = (("deltas", ()),)
+
+    def __init__(self) -> None:
+        self.closed: list[bt.Trade] = []
+
+    def notify_trade(self, trade: bt.Trade) -> None:
+        if trade.isclosed:
+            self.closed.append(trade)
+
+    def next(self) -> None:
+        i = len(self) - 1
+        if i < len(self.p.deltas) and self.p.deltas[i]:
+            units = round(self.p.deltas[i] * 100_000)
+            (self.buy if units > 0 else self.sell)(data=self.data0, size=abs(units))
+        elif i == len(self.p.deltas):
+            self.close(data=self.data0)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(deltas=st.lists(st.one_of(st.sampled_from([-4.44, 3.90, 0.54, -0.54, 0.01, -0.01]),
+                                 st.integers(-300, 300).map(lambda k: k / 100)), min_size=1, max_size=25),
+       moves=st.lists(st.integers(-30, 30), min_size=26, max_size=26))
+def test_trades_close_whenever_the_fills_return_to_flat(deltas, moves):
+    """Backtrader's trade count equals the returns to flat (and flips through it) in the fills, and the trades'
+    P&L adds up to the core's realised P&L."""
+    prices = [round(1.1 + 0.0001 * sum(moves[:k + 1]), 5) for k in range(len(deltas) + 2)]
+    df = bars([(p, p, p, p) for p in prices])
+    sim = ForexSim(get_instrument("EURUSD"), cash=1e7)
+    broker = ForexBroker(sim)
+    cerebro = bt.Cerebro(stdstats=False)
+    feed = m1_feed(df, name="EURUSD_M1")
+    cerebro.adddata(feed)
+    broker.set_data(feed)
+    cerebro.setbroker(broker)
+    cerebro.addstrategy(TradeCounter, deltas=deltas)
+    strat = cerebro.run()[0]
+
+    position, crossings = 0, 0
+    for f in broker.fills:
+        new = position + f.units
+        crossings += position != 0 and (new == 0 or (new > 0) != (position > 0))
+        position = new
+    assert position == sim.units == broker.getposition(feed).size == 0
+    assert len(strat.closed) == crossings
+    assert sum(t.pnl for t in strat.closed) == approx(sim.realised_pnl, rel=1e-9, abs=1e-6)
+    assert sum(t.pnlcomm for t in strat.closed) == approx(sim.realised_pnl - sim.costs_commission, rel=1e-9, abs=1e-6)
