@@ -9,12 +9,13 @@ import argparse
 import datetime as dt
 import logging
 import sys
+import time
 from pathlib import Path
 
-from brokers.instruments import UnknownSymbolError, get_instrument
+from brokers.instruments import UnknownSymbolError, get_instrument, instruments
 from features.context import HISTORY_DAYS, history_start
 from feeds.errors import DataError
-from feeds.loaders import load_bars, to_utc
+from feeds.loaders import load_bars, resolve_symbol, to_utc
 from feeds.paths import REPO_ROOT, fx_data_dir
 from risk.drawdown import DrawdownRules
 from strategies import STRATEGIES
@@ -27,7 +28,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--strategy", required=True, help=f"one of: {', '.join(sorted(STRATEGIES))}")
     p.add_argument("--data", type=Path, default=None,
                    help="M1 file or folder (default: $MTF_DATA_DIR or ../shared/data/fx)")
-    p.add_argument("--symbol", default="EURUSD")
+    p.add_argument("--symbol", default=None,
+                   help="instrument (default: the one a --data file's name carries, e.g. GBPUSD_M1_2017.csv; "
+                        "EURUSD for a folder)")
+    p.add_argument("--force-symbol", action="store_true",
+                   help="trade the --data file as --symbol even though its name says another symbol")
     p.add_argument("--start", default=None, help="first day, UTC (YYYY-MM-DD)")
     p.add_argument("--end", default=None, help="last day, UTC, inclusive")
     p.add_argument("--history-days", type=int, default=None,
@@ -44,20 +49,32 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--on-excess", choices=("shrink", "block"), default="shrink",
                    help="pre-trade validator: shrink an unsafe size to the largest safe one, or block it")
     p.add_argument("--checkpoint", type=Path, default=None,
-                   help="agent checkpoint folder (mtf_marl, td3; default: the pretrained one in checkpoints/)")
+                   help="agent checkpoint folder (mtf_marl, td3; default: the pretrained one in checkpoints/; a "
+                        "training run's output holds two: DIR/best and DIR/last)")
+    p.add_argument("--allow-symbol-mismatch", action="store_true",
+                   help="trade a checkpoint trained on another symbol (refused otherwise; the result says so)")
     p.add_argument("--out", type=Path, default=None, help="output folder (default runs/<strategy>-<symbol>-<time>)")
     p.add_argument("--no-tearsheet", action="store_true", help="skip the HTML tearsheet")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no loading messages and no progress bar (errors and warnings still print)")
     return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    say = (lambda msg: None) if args.no_progress else (lambda msg: print(msg, file=sys.stderr, flush=True))
+    from agents.checkpoint import CheckpointError, check_symbol
+    from strategies.base import AgentStrategy
+
     try:
         if args.strategy not in STRATEGIES:
             raise KeyError(f"unknown strategy {args.strategy!r}; known: {', '.join(sorted(STRATEGIES))}")
-        inst = get_instrument(args.symbol)
+        cls = STRATEGIES[args.strategy]
+        data = args.data or fx_data_dir()
+        if args.symbol is not None:
+            get_instrument(args.symbol)  # an unknown symbol is the first thing to hear about
+        inst = get_instrument(resolve_symbol(data, args.symbol, instruments(), force=args.force_symbol))
         rules = DrawdownRules.from_config(mode=args.dd_mode, daily_limit=args.daily_limit,
                                           total_limit=args.total_limit)
         if args.history_days is not None and (args.history_days < 0 or not args.start):
@@ -66,10 +83,26 @@ def main(argv: list[str] | None = None) -> int:
         if args.start and args.end and to_utc(args.end, "end", whole_day_end=True) <= to_utc(args.start, "start",
                                                                                                whole_day_end=False):
             raise ValueError(f"end {args.end!r} is not after start {args.start!r}")
+        keys = cls.params._getkeys()
+        params = {"seed": args.seed} if "seed" in keys else {}
+        if args.checkpoint is not None and "checkpoint" not in keys:
+            raise ValueError(f"--checkpoint does not apply to {args.strategy}")
+        mismatch = None
+        if issubclass(cls, AgentStrategy):  # every checkpoint check before the data load
+            path = args.checkpoint or cls.default_checkpoint
+            mismatch = check_symbol(cls.read_manifest(path), inst.symbol, args.allow_symbol_mismatch, path)
+            params["allow_symbol_mismatch"] = args.allow_symbol_mismatch
+            if args.checkpoint is not None:
+                params["checkpoint"] = args.checkpoint
         days = HISTORY_DAYS if args.history_days is None else args.history_days
         first = history_start(args.start, days) if args.start and days else args.start
-        m1 = load_bars(args.data or fx_data_dir(), symbol=inst.symbol, start=first, end=args.end)
-    except (KeyError, UnknownSymbolError, DataError, FileNotFoundError, ValueError) as e:
+        t0 = time.perf_counter()
+        say(f"loading {inst.symbol} M1 bars from {data}"
+            + (f" ({days} days of history before {args.start})" if args.start and days else "") + " ...")
+        m1 = load_bars(data, symbol=inst.symbol, start=first, end=args.end)
+        say(f"  {len(m1):,} bars, {m1.index[0]:%Y-%m-%d %H:%M} to {m1.index[-1]:%Y-%m-%d %H:%M} UTC, "
+            f"in {time.perf_counter() - t0:.1f} s")
+    except (KeyError, UnknownSymbolError, DataError, FileNotFoundError, ValueError, CheckpointError) as e:
         print(f"error: {e.args[0] if isinstance(e, KeyError) else e}", file=sys.stderr)
         return 2
 
@@ -81,34 +114,33 @@ def main(argv: list[str] | None = None) -> int:
 
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
     out = args.out or REPO_ROOT / "runs" / f"{args.strategy}-{inst.symbol}-{stamp}"
-    keys = STRATEGIES[args.strategy].params._getkeys()
-    params = {"seed": args.seed} if "seed" in keys else {}
-    if args.checkpoint is not None:
-        if "checkpoint" not in keys:
-            print(f"error: --checkpoint does not apply to {args.strategy}", file=sys.stderr)
-            return 2
-        params["checkpoint"] = args.checkpoint
     cfg = BacktestConfig(symbol=inst.symbol, cash=args.cash, leverage=args.leverage, seed=args.seed,
                          h4_offset_minutes=args.h4_offset, rules=rules, on_excess=args.on_excess,
                          strategy_params=params, trade_from=args.start)
-    bar = tqdm(total=len(m1), unit="bar", unit_scale=True, disable=args.no_progress, desc=args.strategy)
+    bar: list[tqdm] = []  # created at the first bar, so set-up time (features) does not skew its rate
 
     def progress(n: int) -> None:
         if n % 4096 == 0:
-            bar.update(n - bar.n)
+            if not bar:
+                bar.append(tqdm(total=len(m1), unit="bar", unit_scale=True, desc=args.strategy, file=sys.stderr))
+            bar[0].update(n - bar[0].n)
 
-    from agents.checkpoint import CheckpointError
-
+    if cls.uses_context:
+        say("computing features and indicators ...")
     try:
-        res = run_backtest(args.strategy, m1, cfg, on_bar=progress)
+        res = run_backtest(args.strategy, m1, cfg, on_bar=None if args.no_progress else progress)
     except (DataError, ValueError, CheckpointError) as e:
-        bar.close()
+        if bar:
+            bar[0].close()
         print(f"error: {e}", file=sys.stderr)
         return 2
-    bar.update(len(m1) - bar.n)
-    bar.close()
+    if bar:
+        bar[0].update(len(m1) - bar[0].n)
+        bar[0].close()
+    say("writing reports ...")
     summary = write_outputs(res, out, tearsheet=not args.no_tearsheet)
-    print(f"{args.strategy} {inst.symbol} {summary['start'][:10]}..{summary['end'][:10]}: "
+    note = f" (checkpoint trained on {mismatch})" if mismatch else ""
+    print(f"{args.strategy} {inst.symbol}{note} {summary['start'][:10]}..{summary['end'][:10]}: "
           f"return {summary['total_return']:+.2%}, sharpe {summary['sharpe']:.2f}, "
           f"max DD {summary['max_drawdown']:.2%}, trades {summary['trades']}, "
           f"costs {summary['costs']}, CMDP breaches {len(summary['cmdp']['breaches'])} -> {out}")

@@ -42,11 +42,10 @@ from __future__ import annotations
 import datetime as dt
 import math
 from dataclasses import dataclass
-from zoneinfo import ZoneInfo
 
 from brokers.instruments import Instrument
+from feeds.calendar import next_rollover
 
-_NY = ZoneInfo("America/New_York")
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _NO_FILLS: tuple = ()
 
@@ -58,22 +57,6 @@ def minute_of(ts: dt.datetime) -> int:
 
 def utc_of(minute: int) -> dt.datetime:
     return _EPOCH + dt.timedelta(minutes=minute)
-
-
-def next_rollover(minute: int) -> tuple[int, int]:
-    """First 17:00 New York rollover strictly after ``minute`` on a weekday, and the nights it counts.
-
-    Friday's rollover carries a position over the weekend; the broker charges the weekend on the
-    instrument's triple-swap weekday instead, so every weekday counts one night except that one.
-    Returns (minute of the rollover, weekday in New York).
-    """
-    local = utc_of(minute).astimezone(_NY)
-    day = local.date()
-    while True:
-        cand = dt.datetime(day.year, day.month, day.day, 17, 0, tzinfo=_NY)
-        if cand > local and cand.weekday() < 5:
-            return minute_of(cand), cand.weekday()
-        day += dt.timedelta(days=1)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,7 +1,7 @@
 """The one causal feature engine shared by backtests, RL envs and live trading.
 
-Every feature at bar t is a function of bars[:t+1] only (and of macro values published
-before t's UTC date): indicators come from TA-Lib (recursive, seeded at the first bar)
+Every feature at bar t is a function of bars[:t+1] only (and of macro values published by
+t, ``feeds.macro.PUBLICATION``): indicators come from TA-Lib (recursive, seeded at the first bar)
 and pandas rolling windows over past bars; nothing is fitted on the whole series. The
 proof is ``tests/test_features.py`` (prefix computation == full computation).
 
@@ -23,9 +23,9 @@ Features (all scale-free, roughly in [-5, 5], finally clipped to [-clip, clip]):
 10  regime_trend        1 if ADX >= ``adx_trend`` (25)
 11  regime_range        1 if ADX < ``adx_range`` (20)
 12  regime_transition   1 if ``adx_range`` <= ADX < ``adx_trend``
-13  vix                 (VIX - 20) / 10, previous-day value (see :func:`feeds.macro.macro_asof`)
-14  fed_funds           fed funds rate / 5
-15  yield_curve         10y-2y spread / 2
+13  vix                 (VIX - 20) / 10, the last published close (``feeds.macro.PUBLICATION``)
+14  fed_funds           effective fed funds rate / 5, from its publication (next business day 9:00 New York)
+15  yield_curve         10y-2y spread / 2, the last published value
 ==  ==================  =====================================================================
 
 Conventions: rows where an indicator is still undefined (warm-up) get 0.0 for that feature
@@ -46,7 +46,7 @@ import numpy as np
 import pandas as pd
 import talib
 
-from feeds.macro import macro_asof
+from feeds.macro import macro_asof, publication_rules
 
 logger = logging.getLogger(__name__)
 
@@ -105,7 +105,7 @@ class FeatureSpec:
     fed_funds_scale: float = 5.0
     yield_curve_scale: float = 2.0
     clip: float = 10.0
-    version: int = 1
+    version: int = 2  # 2: fed funds from its publication (next business day 9:00 New York), not the next UTC day
 
     def __post_init__(self) -> None:
         if self.bar_minutes <= 0:
@@ -142,6 +142,7 @@ class FeatureSpec:
         out: dict[str, Any] = asdict(self)
         out["feature_names"] = list(FEATURE_NAMES)
         out["warmup_bars"] = self.warmup_bars
+        out["macro_publication"] = publication_rules()
         return out
 
 

@@ -12,6 +12,7 @@ import io
 import logging
 import re
 import zipfile
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ import pandas as pd
 
 from feeds.errors import DataError
 from feeds.gaps import find_gaps
-from feeds.validate import BAR_COLUMNS, PRICE_COLUMNS, validate_bars
+from feeds.validate import BAR_COLUMNS, PRICE_COLUMNS, validate_bars, where
 
 logger = logging.getLogger(__name__)
 
@@ -75,8 +76,8 @@ def load_bars(
 
     parts: list[tuple[str, pd.DataFrame]] = []
     for f in files:
-        df = _read_file(f, fmt, server_utc_offset_hours, clock)
-        validate_bars(df, str(f))
+        df, lines = _read_file(f, fmt, server_utc_offset_hours, clock)
+        validate_bars(df, str(f), lines)
         part = _slice(df, lo, hi)
         if len(part):
             parts.append((f.name, part))
@@ -124,6 +125,28 @@ def _slice(
     a = 0 if lo is None else int(idx.searchsorted(lo, side="left"))
     b = len(idx) if hi is None else int(idx.searchsorted(hi, side="left"))
     return df.iloc[a:b] if (a, b) != (0, len(idx)) else df
+
+
+def resolve_symbol(data: Path, symbol: str | None, known: Collection[str], force: bool = False,
+                   default: str = "EURUSD") -> str:
+    """The symbol a run trades: ``symbol`` if given, else the one a data file's name carries
+    (``GBPUSD_M1_sample.csv``); a folder without ``symbol`` means ``default``. A ``symbol`` that contradicts the
+    file name is refused (the costs and pip value would be another instrument's) unless ``force``.
+    Only a name's known symbol counts as a claim: ``mydata_M1.csv`` says nothing."""
+    named = _symbol_from_name(data.name) if data.is_file() else None
+    named = named if named in known else None
+    if symbol is None:
+        if named is not None:
+            return named
+        if data.is_file():
+            raise DataError(f"{data}: its name does not say which instrument it holds (known: "
+                            f"{', '.join(sorted(known))}): pass --symbol")
+        return default
+    symbol = symbol.upper()
+    if named is not None and named != symbol and not force:
+        raise DataError(f"{data} is named as {named} data but --symbol {symbol} was given: rename the file, drop "
+                        "--symbol, or pass --force-symbol to trade it as " + symbol)
+    return symbol
 
 
 def _symbol_from_name(name: str) -> str | None:
@@ -228,24 +251,25 @@ def _detect(first_line: str, path: Path) -> str:
 
 def _read_file(
     path: Path, fmt: str, offset_hours: float | None, clock: str | None
-) -> pd.DataFrame:
-    """One file as a float64 OHLCV frame on a UTC index (not yet validated)."""
+) -> tuple[pd.DataFrame, np.ndarray | None]:
+    """One file as a float64 OHLCV frame on a UTC index (not yet validated), and each row's line number in
+    the file (None for parquet, which has no lines)."""
     try:
         if fmt == "parquet" or (
             fmt == "auto" and path.name.lower().endswith(".parquet")
         ):
-            df = _read_parquet(path, clock)
+            df, lines = _read_parquet(path, clock), None
         else:
             with _open_text(path) as fh:
                 text = fh.read()
             kind = _detect(text.split("\n", 1)[0], path) if fmt == "auto" else fmt
             buf = io.StringIO(text)
             if kind == "csv":
-                df = _read_ours(buf, path)
+                df, lines = _read_ours(buf, path)
             elif kind == "histdata":
-                df = _read_histdata(buf, path, clock)
+                df, lines = _read_histdata(buf, path, clock)
             elif kind == "mt5":
-                df = _read_mt5(buf, path, offset_hours, clock)
+                df, lines = _read_mt5(buf, path, offset_hours, clock)
             else:
                 raise DataError(f"{path}: format {kind!r} is not a text format")
     except DataError:
@@ -253,7 +277,18 @@ def _read_file(
     except (OSError, ValueError, zipfile.BadZipFile, EOFError, UnicodeError) as exc:
         raise DataError(f"{path}: unreadable ({type(exc).__name__}: {exc})") from exc
     df.index.name = "datetime"
-    return df
+    return df, lines
+
+
+def _read_lines(buf: io.StringIO, header: bool, **kwargs) -> tuple[pd.DataFrame, np.ndarray]:
+    """``pd.read_csv`` keeping each row's line number in the file (1-based); blank lines are skipped but
+    counted, so the numbers are the ones an editor shows."""
+    raw = pd.read_csv(buf, skip_blank_lines=False, **({} if header else {"header": None}), **kwargs)
+    lines = np.arange(len(raw)) + (2 if header else 1)
+    blank = raw.isna().all(axis=1).to_numpy()
+    if blank.any():
+        raw, lines = raw.loc[~blank].reset_index(drop=True), lines[~blank]
+    return raw, lines
 
 
 def _prices(raw: pd.DataFrame, cols: dict[str, str], path: Path) -> pd.DataFrame:
@@ -271,18 +306,18 @@ def _prices(raw: pd.DataFrame, cols: dict[str, str], path: Path) -> pd.DataFrame
 
 
 def _bad_time(
-    path: Path, raw: pd.Series, parsed: pd.Series | pd.DatetimeIndex, what: str
+    path: Path, raw: pd.Series, parsed: pd.Series | pd.DatetimeIndex, what: str, lines: np.ndarray | None
 ) -> None:
     """DataError on the first unparseable timestamp."""
     nat = np.asarray(pd.isna(parsed))
     if nat.any():
         pos = int(np.argmax(nat))
-        raise DataError(f"{path}: row {pos} at {raw.iloc[pos]!r}: {what}")
+        raise DataError(f"{path}: {where(pos, lines)} at {raw.iloc[pos]!r}: {what}")
 
 
-def _read_ours(buf: io.StringIO, path: Path) -> pd.DataFrame:
+def _read_ours(buf: io.StringIO, path: Path) -> tuple[pd.DataFrame, np.ndarray]:
     """Shared format: ``datetime,open,high,low,close,volume`` with ISO UTC ``...Z`` stamps."""
-    raw = pd.read_csv(buf, dtype={"datetime": str})
+    raw, lines = _read_lines(buf, header=True, dtype={"datetime": str})
     if "datetime" not in raw.columns:
         raise DataError(
             f"{path}: missing columns ['datetime'] (have {list(raw.columns)})"
@@ -292,18 +327,18 @@ def _read_ours(buf: io.StringIO, path: Path) -> pd.DataFrame:
     if not marked.all():
         pos = int(np.argmax(~marked.to_numpy()))
         raise DataError(
-            f"{path}: row {pos} at {stamps.iloc[pos]}: timestamp is not marked UTC "
+            f"{path}: {where(pos, lines)} at {stamps.iloc[pos]}: timestamp is not marked UTC "
             "(naive or non-UTC offset); expected e.g. 2024-01-01T22:00:00Z"
         )
     when = pd.to_datetime(stamps, format="ISO8601", utc=True, errors="coerce")
-    _bad_time(path, stamps, when, "unparseable timestamp")
+    _bad_time(path, stamps, when, "unparseable timestamp", lines)
     df = _prices(raw, {c: c for c in BAR_COLUMNS}, path)
     df.index = pd.DatetimeIndex(when).as_unit("ns")
-    return df
+    return df, lines
 
 
 def _localise(
-    labels: pd.DatetimeIndex, clock: str, path: Path, raw: pd.Series
+    labels: pd.DatetimeIndex, clock: str, path: Path, raw: pd.Series, lines: np.ndarray | None = None
 ) -> pd.DatetimeIndex:
     """Naive wall-clock labels -> UTC under an explicit clock rule."""
     if clock == EET7_CLOCK:
@@ -318,15 +353,15 @@ def _localise(
         except Exception as exc:  # unknown zone names raise various errors
             raise ValueError(f"unknown clock {clock!r}") from exc
     _bad_time(
-        path, raw, local, f"label is ambiguous or nonexistent under clock {clock}"
+        path, raw, local, f"label is ambiguous or nonexistent under clock {clock}", lines
     )
     return local.tz_convert("UTC").as_unit("ns")
 
 
-def _read_histdata(buf: io.StringIO, path: Path, clock: str | None) -> pd.DataFrame:
+def _read_histdata(buf: io.StringIO, path: Path, clock: str | None) -> tuple[pd.DataFrame, np.ndarray]:
     """HistData generic ASCII M1: ``20170102 020000;o;h;l;c;v`` on the source's wall clock."""
     names = ["label", *BAR_COLUMNS]
-    raw = pd.read_csv(buf, sep=";", header=None, names=names, dtype={"label": str})
+    raw, lines = _read_lines(buf, header=False, sep=";", names=names, dtype={"label": str})
     dup = raw.duplicated(keep="first").to_numpy()
     if dup.any():
         logger.info(
@@ -334,17 +369,17 @@ def _read_histdata(buf: io.StringIO, path: Path, clock: str | None) -> pd.DataFr
             path,
             dup.sum(),
         )
-        raw = raw.loc[~dup].reset_index(drop=True)
+        raw, lines = raw.loc[~dup].reset_index(drop=True), lines[~dup]
     clash = raw["label"].duplicated(keep="first").to_numpy()
     if clash.any():
         pos = int(np.argmax(clash))
         raise DataError(
-            f"{path}: row {pos} at {raw['label'].iloc[pos]}: duplicate timestamp with different values"
+            f"{path}: {where(pos, lines)} at {raw['label'].iloc[pos]}: duplicate timestamp with different values"
         )
     labels = pd.DatetimeIndex(
         pd.to_datetime(raw["label"], format="%Y%m%d %H%M%S", errors="coerce")
     )
-    _bad_time(path, raw["label"], labels, "unparseable timestamp")
+    _bad_time(path, raw["label"], labels, "unparseable timestamp", lines)
     if clock is None:
         year = labels[0].year if len(labels) else 2018
         clock = NY_CLOCK if year <= 2017 else EET7_CLOCK
@@ -352,20 +387,20 @@ def _read_histdata(buf: io.StringIO, path: Path, clock: str | None) -> pd.DataFr
     else:
         logger.info("%s: HistData clock given: %s", path, clock)
     df = _prices(raw, {c: c for c in BAR_COLUMNS}, path)
-    df.index = _localise(labels, clock, path, raw["label"])
-    return df
+    df.index = _localise(labels, clock, path, raw["label"], lines)
+    return df, lines
 
 
 def _read_mt5(
     buf: io.StringIO, path: Path, offset_hours: float | None, clock: str | None
-) -> pd.DataFrame:
+) -> tuple[pd.DataFrame, np.ndarray]:
     """MetaTrader 5 export (tab-separated, ``<DATE> <TIME> ...``) on the broker server clock."""
     if offset_hours is None and clock is None:
         raise DataError(
             f"{path}: MT5 export is on broker server time; pass server_utc_offset_hours "
             "(or clock=) so bars are converted to UTC"
         )
-    raw = pd.read_csv(buf, sep="\t", dtype={"<DATE>": str, "<TIME>": str})
+    raw, lines = _read_lines(buf, header=True, sep="\t", dtype={"<DATE>": str, "<TIME>": str})
     missing = [c for c in _MT5_COLUMNS if c not in raw.columns]
     if missing:
         raise DataError(f"{path}: missing columns {missing} (have {list(raw.columns)})")
@@ -373,7 +408,7 @@ def _read_mt5(
     labels = pd.DatetimeIndex(
         pd.to_datetime(stamp, format="%Y.%m.%d %H:%M:%S", errors="coerce")
     )
-    _bad_time(path, stamp, labels, "unparseable timestamp")
+    _bad_time(path, stamp, labels, "unparseable timestamp", lines)
     cols = {
         "open": "<OPEN>",
         "high": "<HIGH>",
@@ -389,9 +424,9 @@ def _read_mt5(
             .as_unit("ns")
         )
     else:
-        utc = _localise(labels, str(clock), path, stamp)
+        utc = _localise(labels, str(clock), path, stamp, lines)
     df.index = utc
-    return df
+    return df, lines
 
 
 def _read_parquet(path: Path, clock: str | None) -> pd.DataFrame:

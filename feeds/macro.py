@@ -2,12 +2,14 @@
 
 The files hold raw observations with FRED's missing markers left empty. Nothing is
 forward-filled when loading: filling (and the publication lag) happens only in
-:func:`macro_asof`, so the lag rule lives in exactly one place.
+:func:`macro_asof`, and each series' publication rule lives in one table, :data:`PUBLICATION`.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import asdict, dataclass
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -67,29 +69,72 @@ def load_macro(folder: Path | None = None) -> pd.DataFrame:
     return frame[list(MACRO_COLUMNS)]
 
 
-def _utc_days(bar_times: pd.DatetimeIndex) -> np.ndarray:
-    """Bar times as UTC calendar days (datetime64[D]); naive times are taken as UTC (Backtrader's convention)."""
-    idx = pd.DatetimeIndex(bar_times)
-    if idx.tz is not None:
-        idx = idx.tz_convert("UTC").tz_localize(None)
-    return idx.to_numpy().astype("datetime64[D]")
+@dataclass(frozen=True)
+class Publication:
+    """When the observation of day D becomes known: ``days_after`` days after D (business days of the US
+    Federal Reserve calendar when ``business_days``, else calendar days) at ``hour`` o'clock in ``zone``."""
+
+    zone: str
+    days_after: int
+    business_days: bool
+    hour: int
+    why: str
+
+
+PUBLICATION: dict[str, Publication] = {
+    "vix": Publication("UTC", 1, False, 0, "CBOE's close (16:15 New York) of day D, known after the US close; used "
+                                           "from the next UTC midnight (19:00-20:00 New York)"),
+    "fed_funds": Publication("America/New_York", 1, True, 9, "the New York Fed publishes the effective rate of "
+                                                             "business day D at about 9:00 on the next business "
+                                                             "day (weekend and holiday values with it)"),
+    "yield_curve": Publication("UTC", 1, False, 0, "Treasury constant-maturity yields of day D (H.15), known after "
+                                                   "the US close; used from the next UTC midnight"),
+}
+"""The one table of publication rules: a bar may use a macro value only once it was published."""
+
+
+def publication_rules() -> dict[str, dict[str, object]]:
+    """The table as JSON-able dicts (feature specs record it in checkpoint manifests)."""
+    return {k: {f: v for f, v in asdict(r).items() if f != "why"} for k, r in PUBLICATION.items()}
+
+
+@cache
+def _fed_holidays() -> np.ndarray:
+    """US federal holidays as datetime64[D]. The Federal Reserve opens on a Friday before a Saturday holiday
+    where this calendar observes it: the error makes a value known later, never earlier."""
+    from pandas.tseries.holiday import USFederalHolidayCalendar
+
+    return USFederalHolidayCalendar().holidays("1950-01-01", "2100-12-31").to_numpy().astype("datetime64[D]")
+
+
+def published_at(days: np.ndarray, rule: Publication) -> np.ndarray:
+    """UTC nanoseconds at which the observations of ``days`` (datetime64[D]) are published under ``rule``."""
+    days = np.asarray(days, dtype="datetime64[D]")
+    if rule.business_days:  # the first business day strictly after D, then ``days_after - 1`` more
+        first = np.busday_offset(days + 1, 0, roll="forward", holidays=_fed_holidays())
+        due = np.busday_offset(first, rule.days_after - 1, roll="forward", holidays=_fed_holidays())
+    else:
+        due = days + rule.days_after
+    local = pd.DatetimeIndex(due.astype("datetime64[ns]")) + pd.Timedelta(hours=rule.hour)
+    return local.tz_localize(rule.zone).tz_convert("UTC").as_unit("ns").asi8
 
 
 def macro_asof(bar_times: pd.DatetimeIndex, macro: pd.DataFrame) -> np.ndarray:
     """Macro values visible at each bar: shape (n, 3) float64, columns as :data:`MACRO_COLUMNS`.
 
-    For a bar at UTC time t, each series gives its latest non-missing value observed on a date
-    strictly before t's UTC date (a daily value is published after its day ends, so it is
-    usable only from the next day). NaN before the first usable value.
+    For a bar opening at UTC time t, each series gives its latest non-missing value published (``PUBLICATION``)
+    at or before t. NaN before the first usable value. Naive times are taken as UTC (Backtrader's convention).
     """
     missing = [c for c in MACRO_COLUMNS if c not in macro.columns]
     if missing:
         raise KeyError(
             f"macro frame lacks columns {missing}; expected {list(MACRO_COLUMNS)}"
         )
-    days = _utc_days(bar_times)
-    out = np.full((len(days), len(MACRO_COLUMNS)), np.nan, dtype=np.float64)
-    if len(days) == 0:
+    idx = pd.DatetimeIndex(bar_times)
+    idx = idx.tz_localize("UTC") if idx.tz is None else idx.tz_convert("UTC")
+    times = idx.as_unit("ns").asi8
+    out = np.full((len(times), len(MACRO_COLUMNS)), np.nan, dtype=np.float64)
+    if len(times) == 0:
         return out
     if not macro.index.is_monotonic_increasing:
         macro = macro.sort_index()
@@ -97,9 +142,8 @@ def macro_asof(bar_times: pd.DatetimeIndex, macro: pd.DataFrame) -> np.ndarray:
     for j, col in enumerate(MACRO_COLUMNS):
         values = macro[col].to_numpy(dtype=np.float64)
         ok = ~np.isnan(values)
-        series_days, series_vals = obs_days[ok], values[ok]
-        # side="left": index of the first observation >= bar day, minus one = last one strictly before.
-        pos = np.searchsorted(series_days, days, side="left") - 1
+        known = published_at(obs_days[ok], PUBLICATION[col])  # non-decreasing in the observation day
+        pos = np.searchsorted(known, times, side="right") - 1  # the last one published at or before t
         valid = pos >= 0
-        out[valid, j] = series_vals[pos[valid]]
+        out[valid, j] = values[ok][pos[valid]]
     return out

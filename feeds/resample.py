@@ -66,9 +66,15 @@ def htf_bars(m1: pd.DataFrame, tf_minutes: int, offset_minutes: int = 0) -> pd.D
     at = out["complete_at"].to_numpy()
     keep = np.r_[at[1:] != at[:-1], True] if len(at) else np.zeros(0, bool)
     if not keep.all():
-        log.warning("%d %d-minute bars completed at the same M1 bar as a later one (data holes); kept the later",
-                    int((~keep).sum()), tf_minutes)
+        first = out.index[np.flatnonzero(~keep)[0]]
+        log.info("%d of %d %s bars end in a data hole and complete on the same minute as the next bar; only the "
+                 "later one is delivered (first: the bar opening %s)", int((~keep).sum()), len(out),
+                 _name(tf_minutes), f"{first:%Y-%m-%d %H:%M} UTC")
     return out[keep]
+
+
+def _name(tf_minutes: int) -> str:
+    return next((k for k, v in TIMEFRAMES.items() if v == tf_minutes), f"{tf_minutes}-minute")
 
 
 def completed_index(n_m1: int, htf: pd.DataFrame) -> np.ndarray:

@@ -16,9 +16,15 @@ PRICE_COLUMNS: tuple[str, ...] = ("open", "high", "low", "close")
 BAR_COLUMNS: tuple[str, ...] = (*PRICE_COLUMNS, "volume")
 
 
-def _row_error(source: str, index: pd.Index, pos: int, what: str) -> DataError:
-    """One-line error naming the source, the row position and its timestamp."""
-    return DataError(f"{source}: row {pos} at {index[pos]}: {what}")
+def where(pos: int, lines: np.ndarray | None) -> str:
+    """``line N`` (the file's line, as an editor shows it) when the rows' line numbers are known, else ``row N``
+    (0-based position in the frame)."""
+    return f"line {int(lines[pos])}" if lines is not None else f"row {pos}"
+
+
+def _row_error(source: str, index: pd.Index, pos: int, what: str, lines: np.ndarray | None) -> DataError:
+    """One-line error naming the source, the line (or row) and its timestamp."""
+    return DataError(f"{source}: {where(pos, lines)} at {index[pos]}: {what}")
 
 
 def _first(mask: np.ndarray) -> int | None:
@@ -28,11 +34,12 @@ def _first(mask: np.ndarray) -> int | None:
     return int(np.argmax(mask))
 
 
-def validate_bars(df: pd.DataFrame, source: str) -> None:
+def validate_bars(df: pd.DataFrame, source: str, lines: np.ndarray | None = None) -> None:
     """Raise DataError on the first bad row of ``df`` (OHLCV bars on a UTC DatetimeIndex).
 
     Structural problems (columns, index type, timezone) are reported first; among row-level
     problems the earliest row wins, so the message points at where the file goes wrong.
+    ``lines`` gives each row's line number in its file, for the message.
     """
     missing = [c for c in BAR_COLUMNS if c not in df.columns]
     if missing:
@@ -98,4 +105,4 @@ def validate_bars(df: pd.DataFrame, source: str) -> None:
 
     if problems:
         pos, what = min(problems, key=lambda t: t[0])
-        raise _row_error(source, index, pos, what)
+        raise _row_error(source, index, pos, what, lines)

@@ -42,10 +42,17 @@ def summarise(res: BacktestResult) -> dict[str, Any]:
         "seed": cfg.seed,
         "strategy_params": dict(cfg.strategy_params),
         "elapsed_s": round(res.elapsed_s, 3),
+        "symbol_mismatch": _symbol_mismatch(res),
         "history_bars": res.first_bar,  # fed before the period as indicator and feature history, not traded
         "first_decision": _first_decision(res),
         "bars_per_s": round((res.first_bar + res.bars) / res.elapsed_s, 1) if res.elapsed_s > 0 else None,
     }
+
+
+def _symbol_mismatch(res: BacktestResult) -> dict[str, str] | None:
+    """For an agent checkpoint trained on another instrument (traded only with --allow-symbol-mismatch)."""
+    trained_on = getattr(res.strategy_obj, "symbol_mismatch", None)
+    return {"checkpoint": trained_on, "traded": res.config.symbol} if trained_on else None
 
 
 def _first_decision(res: BacktestResult) -> str | None:

@@ -19,29 +19,44 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
+def _changes(rows: np.ndarray) -> np.ndarray:
+    """Rows where any column after the first (the bar) changes: a step plot of them is exact at decision
+    resolution, however many decisions there were."""
+    if len(rows) < 2:
+        return rows
+    keep = np.r_[True, (np.diff(rows[:, 1:], axis=0) != 0).any(axis=1)]
+    keep[-1] = True
+    return rows[keep]
+
+
 def plot_h4_limit(index: pd.DatetimeIndex, decisions: list[tuple[int, float, float]], path: Path) -> Path:
-    fig, ax = plt.subplots(figsize=(11, 3.5))
+    fig, ax = plt.subplots(figsize=(12, 3.8))
     if decisions:
         at = index[[d[0] for d in decisions]]
-        ax.step(at, [d[1] for d in decisions], where="post", label="max position limit")
-        ax.step(at, [d[2] for d in decisions], where="post", label="trend bias", alpha=0.7)
+        ax.step(at, [d[1] for d in decisions], where="post", lw=0.9, label="max position limit [0, 1]")
+        ax.step(at, [d[2] for d in decisions], where="post", lw=0.9, alpha=0.7, label="trend bias [-1, 1]")
+    ax.axhline(0.3, color="grey", ls=":", lw=0.8)
+    ax.axhline(-0.3, color="grey", ls=":", lw=0.8, label="bias threshold (longs only / shorts only beyond)")
     ax.set_ylim(-1.05, 1.05)
-    ax.set_title("H4 risk director: decisions at each completed H4 bar")
-    ax.legend(loc="upper right")
+    ax.set_ylabel("limit (fraction of max lots) / bias")
+    ax.set_title("H4 risk director: decision at each completed H4 bar", loc="left")
+    ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.08), ncol=3, fontsize=8, frameon=False)
     return _save(fig, path)
 
 
 def plot_m1_vs_limit(index: pd.DatetimeIndex, entries: list[tuple[int, float, float]], path: Path) -> Path:
-    fig, ax = plt.subplots(figsize=(11, 3.5))
+    """The M1 executor's target at every M1 decision (drawn at each change, so a 1-minute trade shows as a
+    spike) inside the band the director allows."""
+    fig, ax = plt.subplots(figsize=(12, 3.8))
     if entries:
-        e = np.array(entries)
-        s = pd.DataFrame({"entry": e[:, 1], "limit": e[:, 2]}, index=index[e[:, 0].astype(int)])
-        h = s.resample("1h").last().dropna()
-        ax.fill_between(h.index, -h["limit"], h["limit"], step="post", alpha=0.2, label="allowed by H4 limit")
-        ax.step(h.index, h["entry"], where="post", lw=0.8, label="M1 target (fraction of max lots)")
+        e = _changes(np.asarray(entries, dtype=np.float64))
+        at = index[e[:, 0].astype(int)]
+        ax.fill_between(at, -e[:, 2], e[:, 2], step="post", alpha=0.2, lw=0, label="allowed by the H4 limit")
+        ax.step(at, e[:, 1], where="post", lw=0.6, color="C3", label="M1 target (fraction of max lots)")
     ax.set_ylim(-1.05, 1.05)
-    ax.set_title("M1 executor: target position inside the H4 limit (hourly)")
-    ax.legend(loc="upper right")
+    ax.set_ylabel("fraction of max lots (+ long, - short)")
+    ax.set_title("M1 executor: target position inside the H4 limit, at every decision", loc="left")
+    ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.08), ncol=2, fontsize=8, frameon=False)
     return _save(fig, path)
 
 
@@ -54,7 +69,7 @@ def plot_drawdown(index: pd.DatetimeIndex, daily: np.ndarray, total: np.ndarray,
     for y, style, lab in ((daily_limit, "--", "daily limit"), (total_limit, "-.", "total limit"),
                           (soft_zone, ":", "soft zone")):
         ax.axhline(100 * y, ls=style, color="grey", lw=1, label=lab)
-    ax.set_ylabel("%")
-    ax.set_title(f"Drawdown vs the CMDP limits ({mode} rules, hourly max of the worst-price value)")
-    ax.legend(loc="upper right", fontsize=8)
+    ax.set_ylabel("drawdown, % of the initial balance" if mode == "prop" else "drawdown, % of the peak")
+    ax.set_title(f"Drawdown vs the CMDP limits ({mode} rules, hourly max of the worst-price value)", loc="left")
+    ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.08), ncol=5, fontsize=8, frameon=False)
     return _save(fig, path)

@@ -9,6 +9,7 @@ from typing import Any
 
 import backtrader as bt
 
+from agents.checkpoint import check_symbol
 from agents.observations import ObservationBuilder
 from brokers.instruments import Instrument
 from features.context import MarketContext
@@ -78,11 +79,19 @@ class AgentStrategy(FxStrategy):
     order on the last bar could not fill).
 
     :param checkpoint: checkpoint folder (``weights.pt`` + ``manifest.json``); default ``default_checkpoint``
+    :param allow_symbol_mismatch: trade a checkpoint trained on another symbol (refused otherwise); the run's
+        ``symbol_mismatch`` then names the symbol it was trained on
     """
 
     uses_context = True
-    params = (("checkpoint", None),)
+    params = (("checkpoint", None), ("allow_symbol_mismatch", False))
     default_checkpoint: Path
+
+    @classmethod
+    def read_manifest(cls, path: Path) -> dict[str, Any]:
+        """The manifest of a checkpoint this strategy can load, every check done before any weights or data
+        load (``CheckpointError`` otherwise)."""
+        raise NotImplementedError
 
     def load(self, path: Path) -> dict[str, Any]:
         """Load the agents from ``path`` and return the checkpoint's manifest."""
@@ -96,9 +105,9 @@ class AgentStrategy(FxStrategy):
         super().__init__()
         path = Path(self.p.checkpoint) if self.p.checkpoint else self.default_checkpoint
         self.manifest = self.load(path)
-        trained_on = self.manifest.get("symbol")
-        if trained_on != self.inst.symbol:
-            log.warning("checkpoint trained on %s, trading %s", trained_on, self.inst.symbol)
+        self.symbol_mismatch = check_symbol(self.manifest, self.inst.symbol, self.p.allow_symbol_mismatch, path)
+        if self.symbol_mismatch:
+            log.warning("checkpoint trained on %s, trading %s", self.symbol_mismatch, self.inst.symbol)
         self.max_exposure = float(self.manifest["env_config"]["max_exposure"])
         self.obs: ObservationBuilder | None = None
 

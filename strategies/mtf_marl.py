@@ -8,8 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from agents.checkpoint import load_mtf_marl_actors
+from agents.checkpoint import load_mtf_marl_actors, mtf_marl_manifest
 from agents.mtf_marl import h4_changes
+from feeds.calendar import count_trading_days
 from feeds.paths import REPO_ROOT
 from risk.actions import joint_target, unit_interval
 from strategies.base import AgentStrategy
@@ -21,6 +22,10 @@ class MtfMarl(AgentStrategy):
     """:param checkpoint: folder with ``weights.pt`` + ``manifest.json`` (default: the committed one)"""
 
     default_checkpoint = DEFAULT_CHECKPOINT
+
+    @classmethod
+    def read_manifest(cls, path: Path) -> dict:
+        return mtf_marl_manifest(path)
 
     def load(self, path: Path) -> dict:
         self.h4_actor, self.m1_actor, manifest = load_mtf_marl_actors(path)
@@ -47,7 +52,7 @@ class MtfMarl(AgentStrategy):
         self.trade_to(jt.lots, i)
 
     def coordination(self) -> dict[str, float | int]:
-        days = max(1, len(np.unique(self.ctx.index[[e[0] for e in self.entries]].normalize()))) if self.entries else 1
+        days = max(1, count_trading_days(self.ctx.index[[e[0] for e in self.entries]])) if self.entries else 1
         changes = h4_changes([(lim, b) for _, lim, b in self.decisions])
         return {"h4_decisions": len(self.decisions), "h4_changes_per_day": changes / days,
                 "m1_constraint_violations": int(self.violations),

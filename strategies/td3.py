@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from agents.checkpoint import load_td3_actor
+from agents.checkpoint import load_td3_actor, td3_manifest
 from feeds.paths import REPO_ROOT
 from risk.actions import single_target
 from strategies.base import AgentStrategy
@@ -18,6 +18,10 @@ class Td3Agent(AgentStrategy):
     """:param checkpoint: folder with ``weights.pt`` + ``manifest.json`` (default: checkpoints/td3_eurusd)"""
 
     default_checkpoint = DEFAULT_CHECKPOINT
+
+    @classmethod
+    def read_manifest(cls, path: Path) -> dict:
+        return td3_manifest(path)
 
     def load(self, path: Path) -> dict:
         self.actor, manifest = load_td3_actor(path)

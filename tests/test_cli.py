@@ -67,3 +67,62 @@ def test_malformed_file_is_one_clear_line(tmp_path: Path) -> None:
     assert p.returncode != 0
     assert "EURUSD_M1_2024.csv" in p.stderr and "2024-01-02 00:01" in p.stderr.replace("T", " ")
     assert "Traceback" not in p.stderr
+
+
+@pytest.fixture(scope="module")
+def gbpusd_file(fx_dir: Path, tmp_path_factory) -> Path:
+    """Two weeks of real GBPUSD bars in our csv format, under a name that says GBPUSD."""
+    from feeds.loaders import load_bars
+
+    m1 = load_bars(fx_dir, symbol="GBPUSD", start="2017-03-06", end="2017-03-17")
+    path = tmp_path_factory.mktemp("data") / "GBPUSD_M1_sample.csv"
+    out = m1.copy()
+    out.index = out.index.strftime("%Y-%m-%dT%H:%M:%SZ")
+    out.to_csv(path, index_label="datetime")
+    return path
+
+
+def test_the_symbol_comes_from_the_file_name(gbpusd_file: Path, tmp_path: Path) -> None:
+    p = _run("--strategy", "sma_cross", "--data", str(gbpusd_file), "--no-tearsheet", "--out", str(tmp_path / "a"))
+    assert p.returncode == 0, p.stderr
+    s = json.loads((tmp_path / "a" / "summary.json").read_text())
+    assert s["symbol"] == "GBPUSD" and p.stdout.startswith("sma_cross GBPUSD ")
+    # GBPUSD costs: 0.5 pip spread, so a 1-lot round trip pays 5 USD of spread (more at the rollover)
+    assert 5.0 <= s["costs"]["spread"] / s["trades"] <= 15.0
+
+    bad = _run("--strategy", "sma_cross", "--data", str(gbpusd_file), "--symbol", "EURUSD")
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
+    assert "named as GBPUSD data but --symbol EURUSD" in bad.stderr and "--force-symbol" in bad.stderr
+    forced = _run("--strategy", "sma_cross", "--data", str(gbpusd_file), "--symbol", "EURUSD", "--force-symbol",
+                  "--no-tearsheet", "--out", str(tmp_path / "b"))
+    assert forced.returncode == 0, forced.stderr
+    assert json.loads((tmp_path / "b" / "summary.json").read_text())["symbol"] == "EURUSD"
+
+    anonymous = tmp_path / "bars.csv"
+    anonymous.write_text(gbpusd_file.read_text())
+    nameless = _run("--strategy", "sma_cross", "--data", str(anonymous))
+    assert nameless.returncode == 2 and "pass --symbol" in nameless.stderr
+
+
+def test_a_checkpoint_of_another_symbol_is_refused_unless_allowed(fx_dir: Path, tmp_path: Path) -> None:
+    args = ("--strategy", "td3", "--symbol", "USDJPY", "--start", "2017-03-06", "--end", "2017-03-10",
+            "--data", str(fx_dir), "--no-tearsheet")
+    refused = _run(*args)
+    assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1
+    assert "trained on EURUSD, not USDJPY" in refused.stderr and "--allow-symbol-mismatch" in refused.stderr
+    allowed = _run(*args, "--allow-symbol-mismatch", "--out", str(tmp_path / "run"))
+    assert allowed.returncode == 0, allowed.stderr
+    assert "(checkpoint trained on EURUSD)" in allowed.stdout
+    s = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert s["symbol_mismatch"] == {"checkpoint": "EURUSD", "traded": "USDJPY"}
+
+
+def test_checkpoint_errors_come_before_the_data(tmp_path: Path) -> None:
+    run = tmp_path / "train-run"
+    for sub in ("best", "last"):
+        (run / sub).mkdir(parents=True)
+        (run / sub / "manifest.json").write_text("{}")
+    p = _run("--strategy", "mtf_marl", "--checkpoint", str(run), "--data", str(tmp_path / "no-such-folder"))
+    assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1
+    assert "training output folder: use" in p.stderr and str(run / "best") in p.stderr
+    assert "no such file" not in p.stderr  # the data were never touched

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import json
 import logging
 import shutil
 import time
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
@@ -175,12 +177,13 @@ def test_macro_publication_lag(macro: pd.DataFrame) -> None:
         vix[:4], [57.83, 57.83, 82.69, 82.69]
     )  # 03-13 (Fri), then 03-16
     assert np.isnan(got[4]).all()  # before every series starts
-    # Fed funds (7 days a week) on 2020-03-17 is the 2020-03-16 value, after the emergency cut.
-    assert (
-        got[2, MACRO_COLUMNS.index("fed_funds")]
-        == macro.loc["2020-03-16", "fed_funds"]
-        == 0.25
-    )
+    # Fed funds: the Sunday 2020-03-15 emergency cut shows in the effective rate of Monday 03-16 (0.25), which the
+    # New York Fed published on Tuesday 03-17 at 9:00 New York (13:00 UTC, summer time): until then 1.10.
+    ff = got[:, MACRO_COLUMNS.index("fed_funds")]
+    assert macro.loc["2020-03-15", "fed_funds"] == 1.10 and macro.loc["2020-03-16", "fed_funds"] == 0.25
+    np.testing.assert_array_equal(ff[:4], [1.10, 1.10, 1.10, 0.25])
+    edge = macro_asof(pd.DatetimeIndex(["2020-03-17T12:59Z", "2020-03-17T13:00Z"]), macro)
+    np.testing.assert_array_equal(edge[:, MACRO_COLUMNS.index("fed_funds")], [1.10, 0.25])
 
     bars = pd.DataFrame(
         {"open": 1.1, "high": 1.1, "low": 1.1, "close": 1.1, "volume": 0.0},
@@ -188,7 +191,44 @@ def test_macro_publication_lag(macro: pd.DataFrame) -> None:
     )
     f = compute_features(bars, macro)
     np.testing.assert_allclose(f[:, F["vix"]], (vix[:4] - 20) / 10, rtol=1e-6)
+    np.testing.assert_allclose(f[:, F["fed_funds"]], ff[:4] / 5, rtol=1e-6)
     assert np.all(compute_features(bars, None)[:, F["vix"] :] == 0.0)
+
+
+def _published_brute_force(day: dt.date, series: str) -> dt.datetime:
+    """Publication time (UTC) of ``day``'s observation, by hand: the next UTC midnight for VIX and 10y-2y, the
+    next US business day (no weekend, no federal holiday) at 9:00 New York for fed funds."""
+    if series != "fed_funds":
+        return dt.datetime.combine(day + dt.timedelta(days=1), dt.time(0), tzinfo=dt.UTC)
+    from pandas.tseries.holiday import USFederalHolidayCalendar
+
+    holidays = set(USFederalHolidayCalendar().holidays("2015-01-01", "2026-12-31").date)
+    d = day + dt.timedelta(days=1)
+    while d.weekday() >= 5 or d in holidays:
+        d += dt.timedelta(days=1)
+    return dt.datetime.combine(d, dt.time(9), tzinfo=ZoneInfo("America/New_York")).astimezone(dt.UTC)
+
+
+@pytest.mark.parametrize("series", MACRO_COLUMNS)
+def test_macro_values_are_the_last_published_on_real_bars(series: str, year_m1: pd.DataFrame,
+                                                          macro: pd.DataFrame) -> None:
+    """Causality of the macro columns on a real year of bars, against an independent brute force: every
+    bar sees the newest observation published at or before its open, and never one published later (every 53rd
+    bar, and every bar of the first hours after each weekend and holiday, where the rules bite)."""
+    idx = year_m1.index
+    gap = np.r_[True, np.diff(idx.asi8) > 3_600 * 10**9]
+    near = np.flatnonzero(np.convolve(gap, np.ones(900, int))[: len(idx)] > 0)  # 15 h after each gap
+    rows = np.union1d(np.arange(0, len(idx), 53), near)
+    got = macro_asof(idx[rows], macro)[:, MACRO_COLUMNS.index(series)]
+    obs = macro[series].dropna()
+    published = [_published_brute_force(d.date(), series) for d in obs.index]
+    k = 0
+    for row, value in zip(rows, got, strict=True):
+        t = idx[row].to_pydatetime()
+        while k < len(published) and published[k] <= t:
+            k += 1
+        assert k > 0 and value == obs.iloc[k - 1], (series, idx[row], value, obs.index[k - 1])
+        assert published[k - 1] <= t and (k == len(published) or published[k] > t)
 
 
 def test_macro_missing_values_skipped(macro: pd.DataFrame) -> None:
@@ -242,12 +282,14 @@ def test_spec_manifest() -> None:
     d = json.loads(json.dumps(DEFAULT_SPEC.to_dict()))
     assert (
         d["feature_names"] == list(FEATURE_NAMES)
-        and d["version"] == 1
+        and d["version"] == 2
         and d["bar_minutes"] == 1
+        and d["macro_publication"]["fed_funds"] == {"zone": "America/New_York", "days_after": 1,
+                                                    "business_days": True, "hour": 9}
     )
     assert (
         FeatureSpec(
-            **{k: v for k, v in d.items() if k not in ("feature_names", "warmup_bars")}
+            **{k: v for k, v in d.items() if k not in ("feature_names", "warmup_bars", "macro_publication")}
         )
         == DEFAULT_SPEC
     )

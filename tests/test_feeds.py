@@ -435,3 +435,22 @@ def test_real_unknown_symbol(fx_dir: Path) -> None:
     assert str(fx_dir) in str(err.value)
     with pytest.raises(DataError, match="no bars for GBPUSD"):
         load_bars(fx_dir, "GBPUSD", start="2024-01-01", end="2024-12-31")
+
+
+def test_errors_name_the_line_an_editor_shows(tmp_path: Path) -> None:
+    """Row numbers in errors are the file's line numbers: the header and blank lines count, and so do the
+    duplicate rows HistData repeats at a DST change (dropped before validation)."""
+    rows = _with_row(2, "2024-01-02T00:02:00Z,1.1,1.0,1.2,1.1,0")  # high < low on data row 2
+    with pytest.raises(DataError, match=r"EURUSD_M1_2024\.csv: line 4 at 2024-01-02 00:02"):
+        load_bars(_write_csv(tmp_path, rows))
+    with pytest.raises(DataError, match=r"line 5 at 2024-01-02T00:02:00: timestamp is not marked UTC"):  # blank line 4
+        load_bars(_write_csv(tmp_path, [*GOOD[:2], "", "2024-01-02T00:02:00,1.1,1.2,1.0,1.1,0"]))
+    hist = ["20170102 020000;1.1;1.2;1.0;1.1;0", "20170102 020000;1.1;1.2;1.0;1.1;0",  # exact duplicate
+            "20170102 020100;1.1;1.2;1.0;1.1;0", "20170102 020200;1.3;1.2;1.0;1.1;0"]  # open above high
+    with pytest.raises(DataError, match=r"DAT_ASCII_EURUSD_M1_2017\.csv: line 4 at .*open 1.3 outside"):
+        load_bars(_histdata(tmp_path, hist))
+    path = tmp_path / "EURUSD_M1_export.csv"
+    path.write_text("\n".join([MT5_HEADER, "2024.01.02\t00:00:00\t1.10\t1.20\t1.00\t1.10\t17\t0\t2",
+                               "2024.01.02\t00:61:00\t1.10\t1.20\t1.00\t1.15\t23\t0\t2"]) + "\n")
+    with pytest.raises(DataError, match=r"line 3 at '2024.01.02 00:61:00': unparseable"):
+        load_bars(path, server_utc_offset_hours=2)

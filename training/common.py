@@ -47,11 +47,11 @@ class TrainArgs(RunPlan):
     symbol: str = "EURUSD"
     """instrument to train on"""
     data: str = ""
-    """M1 data file or folder (default: $MTF_DATA_DIR or ../shared/data/fx)"""
+    """M1 data file or folder; empty: $MTF_DATA_DIR or ../shared/data/fx"""
     update_every: int = 2
     """environment steps per gradient update (SB3's train_freq for td3)"""
     gamma: float = 0.995
-    """discount per M1 step (0.995: a half-life of about 2.3 hours)"""
+    """discount per M1 step; 0.995 has a half-life of about 2.3 hours"""
     batch_size: int = 256
     """minibatch size"""
     buffer_size: int = 300_000
@@ -61,11 +61,11 @@ class TrainArgs(RunPlan):
     max_exposure: float = 10.0
     """notional of a full-size position, multiple of equity"""
     eval_bars: int = 0
-    """bars of each validation segment to use (0 = all)"""
+    """bars of each validation segment to use; 0: all"""
     seed: int = 0
     """seed of every random generator"""
     out: str = ""
-    """output folder (default runs/train-<algorithm>-<UTC time>)"""
+    """output folder; empty: runs/train-<algorithm>-<UTC time>"""
     torch_threads: int = 1
     """torch CPU threads (1 is fastest for these small networks and keeps runs reproducible)"""
     tensorboard: bool = True
