@@ -216,6 +216,13 @@ class ForexSim:
             return None
         return self.submit(delta / self._contract, sl, tp)
 
+    def set_brackets(self, sl: float | None, tp: float | None) -> None:
+        """Replace the open position's stop-loss and take-profit (a terminal's position modify). Set between
+        bars, or at the open of a bar in progress (``open_bar``), they apply to that bar's range onwards."""
+        if not self.units:
+            raise ValueError("no open position to attach a stop-loss or take-profit to")
+        self.sl, self.tp = sl, tp
+
     def cancel(self, order_id: int) -> bool:
         """Cancel one pending order; False if it is not pending (filled, rejected or unknown)."""
         for i, p in enumerate(self._pending):
