@@ -1,10 +1,11 @@
-"""The drawdown-CMDP analyzer: enforces ``DrawdownRules`` on the run and reports every event.
+"""The drawdown-CMDP analyzer: reports every event of the ``DrawdownGuard`` that enforces the rules.
 
-On ``start`` it installs its ``DrawdownGuard`` on the broker's simulation core, so equity is measured at
-every M1 bar's worst price by the same code the training envs run; on a breach the core closes the
-position at the floor (or at a gapped open), flattens what is left and halts new entries (for the day on
-a daily breach, for good on a total one). The analyzer records soft-zone entries and breaches with
-their time, and the pre-trade validator's blocks and shrinks.
+The guard is installed with the broker (``brokers.bt_broker.ForexBroker(sim, guard=...)``, or
+``brokers.use_forex_broker``; the MT5 live broker has its own), so equity is measured at every M1 bar's worst
+price by the same code the training envs run; on a breach the position is closed at the floor (or at a gapped
+open), what is left is flattened and new entries are refused (for the day on a daily breach, for good on a
+total one). The analyzer records the drawdown per bar, soft-zone entries and breaches with their time, and the
+pre-trade validator's blocks and shrinks.
 """
 
 from __future__ import annotations
@@ -16,23 +17,22 @@ from risk.validator import PreTradeValidator
 
 
 class CmdpAnalyzer(bt.Analyzer):
-    params = (("guard", None), ("validator", None))
+    """:param validator: the pre-trade validator whose blocks and shrinks are reported (optional)"""
+
+    params = (("validator", None),)
 
     def __init__(self) -> None:
-        if not isinstance(self.p.guard, DrawdownGuard):
-            raise TypeError("CmdpAnalyzer needs guard=DrawdownGuard(...)")
-        self.guard: DrawdownGuard = self.p.guard
+        account = getattr(self.strategy.broker, "account", None)
+        guard = getattr(account, "guard", None)
+        if not isinstance(guard, DrawdownGuard):
+            raise TypeError("CmdpAnalyzer reports a broker's drawdown guard: use a broker with one "
+                            "(brokers.use_forex_broker(cerebro, symbol) or ForexBroker(sim, guard=DrawdownGuard(...)))")
+        self.guard: DrawdownGuard = guard
         self.validator: PreTradeValidator | None = self.p.validator
         self.soft_zone_times: list[str] = []
         self._was_soft = False
         self.daily_dd: list[float] = []  # per M1 bar, at the bar's worst price, for the drawdown plot
         self.total_dd: list[float] = []
-
-    def start(self) -> None:
-        sim = self.strategy.broker.sim
-        if sim.guard is not None and sim.guard is not self.guard:
-            raise RuntimeError("the broker already has another drawdown guard")
-        sim.guard = self.guard
 
     def next(self) -> None:
         g = self.guard

@@ -16,11 +16,16 @@ import datetime as dt
 import logging
 from array import array
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import backtrader as bt
 
+from brokers.account import AccountView
 from brokers.instruments import Instrument
 from brokers.sim import Fill, ForexSim, Rejection
+
+if TYPE_CHECKING:
+    from risk.drawdown import DrawdownGuard
 
 log = logging.getLogger(__name__)
 
@@ -50,15 +55,21 @@ class ForexCommInfo(bt.CommInfoBase):
 
 
 class ForexBroker(bt.BrokerBase):
-    """``bt.BrokerBase`` over one ``ForexSim``; the first data feed added to Cerebro is the M1 feed it trades.
+    """``bt.BrokerBase`` over one ``ForexSim``; it trades the M1 feed given to ``set_data``.
 
     :param sim: the simulation core (one instrument, one account)
     :param on_bar: called with the number of M1 bars processed so far (progress bars)
+    :param guard: drawdown rules to enforce inside the core (installed as ``sim.guard``); None: the core's own
     """
 
-    def __init__(self, sim: ForexSim, on_bar: Callable[[int], None] | None = None) -> None:
+    def __init__(self, sim: ForexSim, on_bar: Callable[[int], None] | None = None,
+                 guard: DrawdownGuard | None = None) -> None:
         super().__init__()
         self.sim = sim
+        if guard is not None:
+            if sim.guard is not None and sim.guard is not guard:
+                raise ValueError("the simulation already has another drawdown guard")
+            sim.guard = guard
         self.startingcash = sim.initial_cash  # Backtrader's writer reads it
         self.on_bar = on_bar
         self.equity = array("d")  # per M1 bar, at the close
@@ -72,6 +83,11 @@ class ForexBroker(bt.BrokerBase):
         self._last_len = 0
         self._seen_rejections = 0
         self.fills: list[Fill] = []
+
+    @property
+    def account(self) -> AccountView:
+        """The account strategies and analyzers read (the simulation core itself)."""
+        return self.sim
 
     def set_data(self, data) -> None:
         """The M1 feed whose bars drive the simulation (orders on other feeds are rejected)."""

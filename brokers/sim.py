@@ -20,8 +20,9 @@ Per bar, in this order:
  6. mark to market at the close.
 
 An optional ``guard`` (duck-typed: ``before_bar(sim, minute)``, ``after_bar(sim, minute)``) runs around
-each bar, so the backtest and the envs enforce drawdown rules with the same code. While ``halt_until``
-is in the future, orders that would increase the position are rejected.
+each bar, so the backtest and the envs enforce drawdown rules with the same code. Outside
+``TradingState.ACTIVE`` (set by the guard on a breach) orders that would increase the position are rejected; a
+``REDUCING`` state ends at the first bar from ``resume_at`` on. ``ForexSim`` is a ``brokers.account.AccountView``.
 
 Positions and orders are held in exact integer units of the base currency (lots x contract size: 1,000 per
 0.01 FX lot, 1 oz per 0.01 gold lot), so a position that returns to flat is exactly 0 whatever the sequence
@@ -43,6 +44,7 @@ import datetime as dt
 import math
 from dataclasses import dataclass
 
+from brokers.account import TradingState
 from brokers.instruments import Instrument
 from feeds.calendar import next_rollover
 
@@ -141,7 +143,8 @@ class ForexSim:
         self.equity_floor = -math.inf
         self.equity_stop_fired = False
         self.equity_stop_gap = False
-        self.halt_until = -1
+        self.trading_state = TradingState.ACTIVE
+        self.resume_at = -1  # minute from which a REDUCING state is ACTIVE again
         if self.guard is not None:
             self.guard.reset()
 
@@ -192,8 +195,9 @@ class ForexSim:
         reason = self.instrument.lots_ok(lots) if lots else "size is zero"
         units = self.instrument.units(lots) if reason is None else 0
         position = self.units + self.pending_units
-        if reason is None and self.minute < self.halt_until and abs(position + units) > abs(position):
-            until = "for good" if self.halt_until >= 2**62 else f"until {utc_of(self.halt_until):%Y-%m-%d %H:%M} UTC"
+        if reason is None and self.trading_state and abs(position + units) > abs(position):
+            until = "for good" if self.trading_state is TradingState.HALTED else \
+                f"until {utc_of(self.resume_at):%Y-%m-%d %H:%M} UTC"
             reason = f"halted by the drawdown rules {until}: only reducing orders are accepted"
         if reason is None and self.bid > 0:
             target = (position + units) / self._contract
@@ -294,6 +298,8 @@ class ForexSim:
         self.open = o
         self.spread = self._spreads[(minute // 60) % 24]
         self._bar_open = True
+        if self.trading_state is TradingState.REDUCING and minute >= self.resume_at:
+            self.trading_state = TradingState.ACTIVE
 
         # 1. rollovers crossed since the previous bar (a position only changes at bar opens)
         if self._next_roll < 0:

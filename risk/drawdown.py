@@ -14,21 +14,23 @@ Both are expressed as an equity *floor* in USD. ``DrawdownGuard`` is the small s
 into ``brokers.sim.ForexSim`` as its guard: before each bar it hands the sim the floor (the sim closes the
 position at the floor price, like a stop order, or at the open if a gap jumps past it); after the bar it
 measures the drawdowns at the bar's worst price, records soft-zone entries and breaches, and halts new
-entries (until the next day boundary on a daily breach, for good on a total breach).
+entries (``TradingState.REDUCING`` until the next day boundary on a daily breach, ``HALTED`` for good on a total
+breach). The guard works on any ``brokers.account.AccountView`` (the simulation core or the live MT5 account), and
+its state round-trips through ``state_dict`` so a live process keeps its day anchor and halt across a restart.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Literal
 from zoneinfo import ZoneInfo
 
+from brokers.account import TradingState
 from configs import load_yaml
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-NEVER = 2**62  # "halted for good"
 _TOL = 1e-9
 
 
@@ -202,9 +204,10 @@ class DrawdownGuard:
             self.breaches.append(self.new_breach)
             if kind == "total":
                 self.halted_for_good = True
-                sim.halt_until = NEVER
-            else:
-                sim.halt_until = max(sim.halt_until, self._next_boundary)
+                sim.trading_state = TradingState.HALTED
+            elif sim.trading_state is not TradingState.HALTED:
+                sim.trading_state = TradingState.REDUCING
+                sim.resume_at = max(sim.resume_at, self._next_boundary)
             if sim.lots or sim.pending_lots:  # flatten whatever the equity stop did not
                 sim.cancel_pending()
                 sim.submit_target(0.0)
@@ -216,6 +219,24 @@ class DrawdownGuard:
     @property
     def halted(self) -> bool:
         return self.halted_for_good
+
+    _STATE = ("day_ref", "peak", "day_peak", "daily_dd", "total_dd", "max_daily_dd", "max_total_dd", "floor",
+              "binding", "in_soft_zone", "soft_zone_entries", "halted_for_good", "_next_boundary", "_breached")
+
+    def state_dict(self) -> dict[str, object]:
+        """Everything the guard carries from bar to bar (JSON-able), so a restarted live process continues the
+        same trading day with the same anchor, breaches and halt."""
+        return {**{k: getattr(self, k) for k in self._STATE}, "rules": self.rules.to_dict(), "initial": self.initial,
+                "breaches": [asdict(b) for b in self.breaches]}
+
+    def load_state_dict(self, state: dict[str, object]) -> None:
+        if state["rules"] != self.rules.to_dict() or state["initial"] != self.initial:
+            raise ValueError(f"saved drawdown state is for other rules or another initial balance: {state['rules']}, "
+                             f"{state['initial']} vs {self.rules.to_dict()}, {self.initial}")
+        for k in self._STATE:
+            setattr(self, k, state[k])
+        self.breaches = [Breach(**b) for b in state["breaches"]]
+        self.new_breach = None
 
     def summary(self) -> dict[str, object]:
         return {**self.rules.to_dict(), "soft_zone_entries": self.soft_zone_entries,

@@ -97,7 +97,8 @@ def run_backtest(strategy: str | type[FxStrategy], m1: pd.DataFrame, config: Bac
         if first >= len(m1) - 1:
             raise ValueError(f"no bars to trade from {config.trade_from} (the data end {m1.index[-1]})")
     sim = ForexSim(inst, cash=config.cash, leverage=config.leverage)
-    broker = ForexBroker(sim, on_bar=on_bar)
+    guard = DrawdownGuard(config.rules, config.cash)
+    broker = ForexBroker(sim, on_bar=on_bar, guard=guard)
 
     cerebro = bt.Cerebro(stdstats=False, runonce=True, preload=True)
     feed = m1_feed(m1, name=f"{inst.symbol}_M1")
@@ -113,7 +114,6 @@ def run_backtest(strategy: str | type[FxStrategy], m1: pd.DataFrame, config: Bac
     cerebro.adddata(h4)
     broker.set_data(feed)
     cerebro.setbroker(broker)
-    guard = DrawdownGuard(config.rules, config.cash)
     validator = PreTradeValidator(inst, on_excess=config.on_excess)
     ctx = build_context(m1, load_macro(), config.h4_offset_minutes, trade_from=m1.index[first]) \
         if cls.uses_context else None
@@ -123,7 +123,7 @@ def run_backtest(strategy: str | type[FxStrategy], m1: pd.DataFrame, config: Bac
     cerebro.addstrategy(cls, instrument=inst, context=ctx, validator=validator, first_bar=first,
                         **dict(config.strategy_params))
     cerebro.addanalyzer(TradeLog, _name="tradelog")
-    cerebro.addanalyzer(CmdpAnalyzer, _name="cmdp", guard=guard, validator=validator)
+    cerebro.addanalyzer(CmdpAnalyzer, _name="cmdp", validator=validator)
 
     t0 = time.perf_counter()
     strat = cerebro.run()[0]

@@ -11,6 +11,7 @@ import backtrader as bt
 
 from agents.checkpoint import check_symbol
 from agents.observations import ObservationBuilder
+from brokers.account import AccountView
 from brokers.instruments import Instrument
 from features.context import MarketContext
 from risk.validator import PreTradeValidator, Verdict, validated_target
@@ -32,10 +33,19 @@ class FxStrategy(bt.Strategy):
     params = (("instrument", None), ("context", None), ("validator", None), ("first_bar", 0))
 
     def __init__(self) -> None:
+        name = type(self).__name__
+        if len(self.datas) < 3:
+            raise ValueError(f"{name} needs the M1, M5 and H4 feeds of one symbol as data0, data1, data2 "
+                             f"(it got {len(self.datas)}): add them with feeds.add_fx_feeds(cerebro, m1_bars, symbol)")
         self.m1, self.m5, self.h4 = self.datas[0], self.datas[1], self.datas[2]
-        if self.p.instrument is None:
-            raise ValueError(f"{type(self).__name__} needs instrument=")
-        self.inst: Instrument = self.p.instrument
+        account = getattr(self.broker, "account", None)
+        if account is None:
+            raise ValueError(f"{name} trades through our forex broker (costs, margin, drawdown rules), not "
+                             f"{type(self.broker).__name__}: brokers.use_forex_broker(cerebro, symbol)")
+        self.account: AccountView = account
+        self.inst: Instrument = self.p.instrument or account.instrument
+        if self.inst.symbol != account.instrument.symbol:
+            raise ValueError(f"{name} was given {self.inst.symbol} but the broker trades {account.instrument.symbol}")
         self.ctx: MarketContext | None = self.p.context
         self.validator: PreTradeValidator | None = self.p.validator
         if self.uses_context and self.ctx is None:
@@ -63,11 +73,11 @@ class FxStrategy(bt.Strategy):
     def trade_to(self, target: float, i: int) -> Verdict:
         """Validate an agent's target (lots) at M1 bar ``i`` against the drawdown floor, then order it. On a
         history bar nothing is validated (the CMDP counters cover the period) and nothing is ordered."""
-        sim = self.broker.sim
+        acct = self.account
         if not self.trading():
-            return Verdict("block", sim.lots, "history bar: before the trading period")
-        verdict = validated_target(self.validator, sim, target, float(self.ctx.h4_atr[i]))
-        if verdict.lots != sim.lots:
+            return Verdict("block", acct.lots, "history bar: before the trading period")
+        verdict = validated_target(self.validator, acct, target, float(self.ctx.h4_atr[i]))
+        if verdict.lots != acct.lots:
             self.target_lots(verdict.lots)
         return verdict
 
@@ -97,7 +107,7 @@ class AgentStrategy(FxStrategy):
         """Load the agents from ``path`` and return the checkpoint's manifest."""
         raise NotImplementedError
 
-    def decide(self, i: int, sim) -> None:
+    def decide(self, i: int, acct: AccountView) -> None:
         """Act on M1 bar ``i``; ``self.obs`` is current."""
         raise NotImplementedError
 
@@ -115,10 +125,13 @@ class AgentStrategy(FxStrategy):
         self.next()
 
     def next(self) -> None:
-        sim = self.broker.sim
-        if self.obs is None:  # the drawdown guard is installed by the CMDP analyzer at start
-            self.obs = ObservationBuilder(self.ctx, self.inst, sim.initial_cash, sim.guard.rules, self.max_exposure)
+        acct = self.account
+        if self.obs is None:
+            if acct.guard is None:
+                raise ValueError(f"{type(self).__name__} observes the drawdown state: its broker needs a drawdown "
+                                 "guard (brokers.use_forex_broker, or ForexBroker(sim, guard=DrawdownGuard(...)))")
+            self.obs = ObservationBuilder(self.ctx, self.inst, acct.initial_cash, acct.guard.rules, self.max_exposure)
         i = len(self.m1) - 1
-        self.obs.after_bar(i, sim)
+        self.obs.after_bar(i, acct)
         if self.ctx.first_ready <= i < len(self.ctx) - 1:
-            self.decide(i, sim)
+            self.decide(i, acct)

@@ -37,15 +37,15 @@ class MtfMarl(AgentStrategy):
         self.attempted_violations = self.violations = 0
         return manifest
 
-    def decide(self, i: int, sim) -> None:
+    def decide(self, i: int, acct) -> None:
         if self.a_h4 is None or self.h4_pos[i] != self.h4_pos[i - 1]:  # an H4 bar completed: the director acts
-            self.a_h4 = self.h4_actor(self.obs.h4(i, sim, sim.guard))
+            self.a_h4 = self.h4_actor(self.obs.h4(i, acct, acct.guard))
             self.bias = max(-1.0, min(1.0, float(self.a_h4[0])))
             self.limit = unit_interval(float(self.a_h4[1]))
             self.decisions.append((i, self.limit, self.bias))
-        a_m1 = self.m1_actor(self.obs.m1(i, sim, self.limit, self.bias))
+        a_m1 = self.m1_actor(self.obs.m1(i, acct, self.limit, self.bias))
         jt = joint_target((float(self.a_h4[0]), float(self.a_h4[1])), (float(a_m1[0]), float(a_m1[1])),
-                          self.obs.max_lots, self.inst, current=sim.lots)
+                          self.obs.max_lots, self.inst, current=acct.lots)
         self.attempted_violations += jt.violation
         self.violations += abs(jt.fraction) > jt.limit + 1e-9
         self.entries.append((i, jt.fraction, jt.limit))

@@ -25,8 +25,8 @@ class RandomAgent(FxStrategy):
         if i < self.ctx.first_ready or (i - self.ctx.first_ready) % self.p.every:  # same bars whatever the history
             return
         a = self.rng.uniform(-1.0, 1.0, size=2)
-        sim = self.broker.sim
-        target = single_target(float(a[0]), float(a[1]), max_lots_for(sim.equity, sim.bid, self.inst,
+        acct = self.account
+        target = single_target(float(a[0]), float(a[1]), max_lots_for(acct.equity, acct.bid, self.inst,
                                                                        self.p.max_exposure), self.inst,
-                               current=sim.lots, band=0.0)  # a stress agent: every change is an order
+                               current=acct.lots, band=0.0)  # a stress agent: every change is an order
         self.trade_to(target, i)

@@ -25,7 +25,7 @@ class ReplayActions(FxStrategy):
         i = len(self.m1) - 1
         if i >= len(self.actions) or np.isnan(self.actions[i, 0]):
             return
-        sim = self.broker.sim
-        max_lots = max_lots_for(sim.equity, sim.bid, self.inst, self.p.max_exposure)
+        acct = self.account
+        max_lots = max_lots_for(acct.equity, acct.bid, self.inst, self.p.max_exposure)
         a0, a1 = float(self.actions[i, 0]), float(self.actions[i, 1])
-        self.trade_to(single_target(a0, a1, max_lots, self.inst, current=sim.lots), i)
+        self.trade_to(single_target(a0, a1, max_lots, self.inst, current=acct.lots), i)

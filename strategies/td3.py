@@ -27,6 +27,6 @@ class Td3Agent(AgentStrategy):
         self.actor, manifest = load_td3_actor(path)
         return manifest
 
-    def decide(self, i: int, sim) -> None:
-        a = self.actor(self.obs.shared(i, sim, sim.guard))
-        self.trade_to(single_target(float(a[0]), float(a[1]), self.obs.max_lots, self.inst, current=sim.lots), i)
+    def decide(self, i: int, acct) -> None:
+        a = self.actor(self.obs.shared(i, acct, acct.guard))
+        self.trade_to(single_target(float(a[0]), float(a[1]), self.obs.max_lots, self.inst, current=acct.lots), i)

@@ -16,8 +16,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from brokers.account import TradingState
 from brokers.sim import minute_of
-from risk.drawdown import NEVER, DrawdownRules
+from risk.drawdown import DrawdownRules
 from risk.validator import validated_target
 from strategies.backtest import BacktestConfig, run_backtest
 from strategies.base import FxStrategy
@@ -184,7 +185,7 @@ def test_total_limit_breach_halts_for_good():
     assert b["gap"] is False and b["drawdown"] == pytest.approx(0.06, abs=1e-9)
     assert c["halted"] is True and c["max_total_dd"] <= 0.06 + 1e-9
     assert res.equity[-1] == pytest.approx(94_000.0, abs=1e-6)
-    assert s.held[-1] == 0.0 and res.strategy_obj.broker.sim.halt_until == NEVER
+    assert s.held[-1] == 0.0 and res.strategy_obj.broker.sim.trading_state is TradingState.HALTED
     assert s.rejected and all("for good" in why for _, why in s.rejected)
 
 

@@ -14,9 +14,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from brokers.account import TradingState
 from brokers.instruments import get_instrument
 from brokers.sim import ForexSim, Rejection, minute_of, utc_of
-from risk.drawdown import NEVER, DrawdownGuard, DrawdownRules, next_day_boundary
+from risk.drawdown import DrawdownGuard, DrawdownRules, next_day_boundary
 from risk.validator import PreTradeValidator
 
 EURUSD = get_instrument("EURUSD")
@@ -38,7 +39,8 @@ class FakeSim:
         self.pending_lots = 0.0
         self.equity_stop_fired = False
         self.equity_stop_gap = False
-        self.halt_until = -1
+        self.trading_state = TradingState.ACTIVE
+        self.resume_at = -1
         self.equity_floor = -math.inf
         self.calls: list[tuple] = []
 
@@ -145,7 +147,7 @@ def test_guard_matches_slow_reference(mode, start, start_hour, bars):
     max_d = max_t = 0.0
     sure, latched, halted, day = True, False, False, None  # one breach a day at most, none after a total
     for t, (b, e, w), r in zip(minutes, path, ref, strict=True):
-        before = sim.halt_until
+        before = sim.trading_state
         step(guard, sim, t, b, e, w)
         if trading_day(t, rules) != day:
             day, latched = trading_day(t, rules), halted
@@ -170,9 +172,10 @@ def test_guard_matches_slow_reference(mode, start, start_hour, bars):
             assert b_.kind == r["kind"] and b_.minute == t and not b_.gap
             assert b_.drawdown == pytest.approx(r["daily"] if b_.kind == "daily" else r["total"], rel=1e-9)
             if b_.kind == "total":
-                assert sim.halt_until == NEVER and guard.halted
-            elif before < NEVER:  # halted until exactly the next trading day
-                h = sim.halt_until
+                assert sim.trading_state is TradingState.HALTED and guard.halted
+            elif before is not TradingState.HALTED:  # reducing only until exactly the next trading day
+                assert sim.trading_state is TradingState.REDUCING
+                h = sim.resume_at
                 assert trading_day(h, rules) != trading_day(t, rules)
                 assert trading_day(h - 1, rules) == trading_day(t, rules)
     assert sim.calls == []  # flat all along: nothing to flatten
@@ -189,7 +192,7 @@ def test_prop_floating_loss_carried_past_midnight_counts_for_the_new_day():
     step(guard, sim, t + 3, INITIAL, 95_100.0, 94_900.0)  # only 2.2 % below the day's opening equity
     assert guard.new_breach is not None and guard.new_breach.kind == "daily"
     assert guard.new_breach.drawdown == pytest.approx(0.051)
-    assert sim.halt_until == m(2024, 7, 9, 22, 0) and not guard.halted
+    assert (sim.trading_state, sim.resume_at) == (TradingState.REDUCING, m(2024, 7, 9, 22, 0)) and not guard.halted
     # a realised profit raises the next day's floor; the total floor stays at 90 % of initial
     step(guard, sim, m(2024, 7, 9, 21, 0), 103_000.0, 103_000.0)
     step(guard, sim, m(2024, 7, 9, 22, 0), 103_000.0, 103_000.0)
@@ -208,7 +211,7 @@ def test_guard_total_breach_halts_for_good_and_flattens():
     assert guard.binding == "total"
     step(guard, sim, m(2024, 7, 9, 10, 1), 95_000.0, 91_000.0, 89_000.0)
     assert guard.new_breach.kind == "total" and guard.new_breach.drawdown == pytest.approx(0.11)
-    assert guard.halted and sim.halt_until == NEVER
+    assert guard.halted and sim.trading_state is TradingState.HALTED
     assert sim.calls == [("cancel_pending",), ("submit_target", 0.0)]
     assert guard.summary()["halted"] is True and len(guard.summary()["breaches"]) == 1
 
@@ -233,7 +236,7 @@ def test_equity_stop_fired_is_a_breach_with_its_gap_flag():
     guard.after_bar(sim, m(2024, 7, 8, 10, 0))
     b = guard.new_breach
     assert b.kind == "daily" and b.gap and b.drawdown == pytest.approx(0.06) and b.drawdown > b.limit
-    assert not guard.halted and sim.halt_until == m(2024, 7, 8, 22, 0)
+    assert not guard.halted and (sim.trading_state, sim.resume_at) == (TradingState.REDUCING, m(2024, 7, 8, 22, 0))
 
 
 def test_gap_past_both_floors_is_a_total_breach():
@@ -245,7 +248,7 @@ def test_gap_past_both_floors_is_a_total_breach():
     guard.after_bar(sim, m(2024, 7, 8, 10, 0))
     b = guard.new_breach
     assert (b.kind, b.limit, b.gap) == ("total", 0.10, True) and b.drawdown == pytest.approx(0.15)
-    assert guard.halted and sim.halt_until == NEVER
+    assert guard.halted and sim.trading_state is TradingState.HALTED
 
 
 # --------------------------------------------------------------------------- validator
@@ -378,9 +381,9 @@ def test_no_equity_stop_above_the_floor():
     assert list(fills) == [] and sim.lots == 10.0 and not sim.equity_stop_fired
 
 
-def test_halt_until_rejects_increases_accepts_reductions():
+def test_reducing_state_rejects_increases_accepts_reductions():
     sim = opened(EURUSD, 2.0, 1.08, -math.inf)
-    sim.halt_until = T0 + 100
+    sim.trading_state, sim.resume_at = TradingState.REDUCING, T0 + 100
     r = sim.submit(1.0)
     assert isinstance(r, Rejection) and "halted" in r.reason and "2024-07-08 11:40" in r.reason
     assert isinstance(sim.submit(-4.5), Rejection)  # flipping to a bigger short increases |position|
@@ -390,8 +393,37 @@ def test_halt_until_rejects_increases_accepts_reductions():
     sim.on_bar(T0 + 2, 1.08, 1.08, 1.08, 1.08)
     assert sim.lots == 0.0
     assert isinstance(sim.submit(0.5), Rejection) and isinstance(sim.submit(-0.5), Rejection)  # flat: any entry
-    sim.halt_until = NEVER
+    sim.trading_state = TradingState.HALTED
     assert "for good" in sim.submit(1.0).reason
-    sim.halt_until = T0 + 3  # the halt is over once the clock reaches it
-    sim.on_bar(T0 + 3, 1.08, 1.08, 1.08, 1.08)
-    assert isinstance(sim.submit(1.0), int)
+    sim.on_bar(T0 + 200, 1.08, 1.08, 1.08, 1.08)
+    assert sim.trading_state is TradingState.HALTED  # for good: no bar lifts it
+    sim.trading_state, sim.resume_at = TradingState.REDUCING, T0 + 203
+    sim.on_bar(T0 + 202, 1.08, 1.08, 1.08, 1.08)
+    assert isinstance(sim.submit(1.0), Rejection)
+    sim.on_bar(T0 + 203, 1.08, 1.08, 1.08, 1.08)  # the reducing state is over at the first bar from resume_at
+    assert sim.trading_state is TradingState.ACTIVE and isinstance(sim.submit(1.0), int)
+
+
+def test_guard_state_round_trips_for_a_restart():
+    """A live process restarted mid-day resumes with the same anchor, breaches and halt as if it had not stopped."""
+    rules = DrawdownRules()
+    path = [(m(2024, 7, 8, 21, 58), INITIAL, 97_000.0, None), (m(2024, 7, 8, 22, 0), INITIAL, 97_000.0, None),
+            (m(2024, 7, 8, 22, 5), INITIAL, 95_100.0, 94_900.0), (m(2024, 7, 9, 9, 0), 94_000.0, 94_000.0, None),
+            (m(2024, 7, 9, 22, 0), 94_000.0, 94_000.0, None)]
+    whole, sim_a = DrawdownGuard(rules, INITIAL), FakeSim()
+    for t, b, e, w in path:
+        step(whole, sim_a, t, b, e, w)
+    first, sim_b = DrawdownGuard(rules, INITIAL), FakeSim()
+    for t, b, e, w in path[:3]:
+        step(first, sim_b, t, b, e, w)
+    import json
+
+    saved = json.loads(json.dumps(first.state_dict()))
+    resumed = DrawdownGuard(rules, INITIAL)
+    resumed.load_state_dict(saved)
+    for t, b, e, w in path[3:]:
+        step(resumed, sim_b, t, b, e, w)
+    assert resumed.state_dict() == whole.state_dict() and resumed.breaches == whole.breaches
+    assert len(whole.breaches) == 1 and whole.floor == pytest.approx(90_000.0) and whole.binding == "total"
+    with pytest.raises(ValueError, match="other rules"):
+        DrawdownGuard(DrawdownRules(daily_limit=0.04), INITIAL).load_state_dict(saved)
