@@ -57,7 +57,8 @@ class ObservationBuilder:
         self._vol = ctx.volume_ratio.tolist()
         self._alpha7 = 1.0 - 0.5 ** (1.0 / (7 * 1440))
         for name in ("m1_features", "h4_features"):  # features arrive clipped; only account slots need it here
-            if len(ctx) and float(np.abs(getattr(ctx, name)).max()) > OBS_CLIP:
+            a = getattr(ctx, name)
+            if isinstance(a, np.ndarray) and len(a) and float(np.abs(a).max()) > OBS_CLIP:
                 raise ValueError(f"{name} exceed +-{OBS_CLIP}: the feature spec's clip must not be larger")
         self.reset()
 

@@ -2,7 +2,7 @@
 
 Every feature at bar t is a function of bars[:t+1] only (and of macro values published by
 t, ``feeds.macro.PUBLICATION``): indicators come from TA-Lib (recursive, seeded at the first bar)
-and pandas rolling windows over past bars; nothing is fitted on the whole series. The
+and window-exact rolling statistics over past bars; nothing is fitted on the whole series. The
 proof is ``tests/test_features.py`` (prefix computation == full computation).
 
 Features (all scale-free, roughly in [-5, 5], finally clipped to [-clip, clip]):
@@ -14,7 +14,7 @@ Features (all scale-free, roughly in [-5, 5], finally clipped to [-clip, clip]):
  3  rsi                 (RSI(14) - 50) / 50
  4  macd                MACD(12, 26, 9) histogram / ATR(14)
  5  atr                 rolling z-score (``z_window``) of log(ATR(14) / close)
- 6  bb_width            rolling z-score (``z_window``) of (upper - lower) / middle of BBANDS(20, 2)
+ 6  bb_width            rolling z-score (``z_window``) of (upper - lower) / middle of Bollinger(20, 2)
  7  adx                 ADX(14) / 100
  8  cci                 CCI(20) / ``cci_scale``, clipped to +-``cci_clip``
  9  gap                 log1p(minutes since previous bar - bar length) / log1p(``gap_scale_minutes``),
@@ -46,7 +46,7 @@ import numpy as np
 import pandas as pd
 import talib
 
-from feeds.macro import macro_asof, publication_rules
+from feeds.macro import MacroTable, publication_rules
 
 logger = logging.getLogger(__name__)
 
@@ -149,14 +149,42 @@ class FeatureSpec:
 DEFAULT_SPEC = FeatureSpec()
 
 
-def _rolling(x: np.ndarray, window: int, how: str) -> np.ndarray:
-    """Trailing window over past bars only (NaN until the window is full)."""
-    roll = pd.Series(x, copy=False).rolling(window, min_periods=window)
-    return (
-        getattr(roll, how)(ddof=0).to_numpy()
-        if how == "std"
-        else getattr(roll, how)().to_numpy()
-    )
+_CHUNK = 4096  # rows of sliding windows reduced at a time (bounds the temporaries)
+
+
+def _rolling(x: np.ndarray, window: int, how: str, rows: int | None = None) -> np.ndarray:
+    """Trailing-window mean, population std or mean absolute deviation over past bars only (NaN until the
+    window is full; a NaN inside a window gives NaN).
+
+    Each value is computed from its own window's values alone (numpy's pairwise sums over a sliding window),
+    never from a running total: pandas' rolling sums carry rounding from the first bar of the series, so a
+    window of constant prices read 1e-12 instead of 0 and the same bar's features moved with where the history
+    began. Window-exact values are what lets the incremental driver reproduce the whole-series computation bit
+    for bit. ``rows``: compute only the last ``rows`` values (the others are NaN); the incremental driver needs
+    just the newest bar's.
+    """
+    n = len(x)
+    out = np.full(n, np.nan)
+    first = max(window - 1, 0 if rows is None else n - rows)
+    if first >= n:
+        return out
+    seg = np.ascontiguousarray(x[first - window + 1:], dtype=np.float64)
+    # the sliding windows as a strided view of seg (numpy's sliding_window_view, without its per-call checks)
+    view = np.ndarray((n - first, window), np.float64, buffer=seg, strides=(seg.itemsize, seg.itemsize))
+    for a in range(0, len(view), _CHUNK):
+        v = view[a:a + _CHUNK]
+        m = v.mean(axis=1)
+        if how == "mean":
+            out[first + a:first + a + len(v)] = m
+            continue
+        d = v - m[:, None]
+        if how == "std":
+            out[first + a:first + a + len(v)] = np.sqrt((d * d).mean(axis=1))
+        elif how == "mad":
+            out[first + a:first + a + len(v)] = np.abs(d).mean(axis=1)
+        else:
+            raise ValueError(f"unknown rolling statistic {how!r}")
+    return out
 
 
 def _safe_div(num: np.ndarray, den: np.ndarray) -> np.ndarray:
@@ -169,46 +197,63 @@ def _safe_div(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     return out
 
 
-def _rolling_z(x: np.ndarray, window: int) -> np.ndarray:
+def _rolling_z(x: np.ndarray, window: int, rows: int | None = None) -> np.ndarray:
     """Causal z-score against the trailing ``window`` values (current one included)."""
-    return _safe_div(x - _rolling(x, window, "mean"), _rolling(x, window, "std"))
+    return _safe_div(x - _rolling(x, window, "mean", rows), _rolling(x, window, "std", rows))
 
 
-def _bar_gap_minutes(index: pd.DatetimeIndex) -> np.ndarray:
-    """Minutes between each bar's open and the previous bar's open (NaN for the first bar)."""
+def _more(rows: int | None, k: int) -> int | None:
+    """Rows an inner statistic must provide so that ``rows`` outer values over ``k``-bar windows exist."""
+    return None if rows is None else rows + k - 1
+
+
+def _times_ns(index: pd.DatetimeIndex) -> np.ndarray:
+    """Bar open times as UTC nanoseconds (naive = UTC)."""
     idx = pd.DatetimeIndex(index)
-    if idx.tz is not None:
-        idx = idx.tz_convert("UTC").tz_localize(None)
-    times = idx.to_numpy()
-    out = np.full(len(times), np.nan)
-    out[1:] = np.diff(times) / np.timedelta64(1, "m")
-    return out
+    idx = idx.tz_localize("UTC") if idx.tz is None else idx.tz_convert("UTC")
+    return idx.as_unit("ns").asi8
 
 
 def raw_features(
-    bars: pd.DataFrame, macro: pd.DataFrame | None, spec: FeatureSpec = DEFAULT_SPEC
+    bars: pd.DataFrame, macro: pd.DataFrame | MacroTable | None, spec: FeatureSpec = DEFAULT_SPEC,
+    rows: int | None = None,
 ) -> np.ndarray:
-    """Float64 (n, 16) features before warm-up filling and clipping (NaN = undefined yet)."""
+    """Float64 (n, 16) features before warm-up filling and clipping (NaN = undefined yet).
+
+    ``rows``: only the last ``rows`` rows are computed (the others are NaN); they are bit-identical to the same
+    rows of the whole computation. The incremental driver asks for one.
+    """
     if not isinstance(bars.index, pd.DatetimeIndex):
         raise TypeError("bars must have a DatetimeIndex of bar open times (UTC)")
     missing = [c for c in ("open", "high", "low", "close") if c not in bars.columns]
     if missing:
         raise KeyError(f"bars lack columns {missing}")
-    n = len(bars)
+    return raw_feature_arrays(_times_ns(bars.index), bars["high"].to_numpy(dtype=np.float64),
+                              bars["low"].to_numpy(dtype=np.float64), bars["close"].to_numpy(dtype=np.float64),
+                              macro, spec, rows)
+
+
+def raw_feature_arrays(
+    times_ns: np.ndarray, high: np.ndarray, low: np.ndarray, close: np.ndarray,
+    macro: pd.DataFrame | MacroTable | None, spec: FeatureSpec = DEFAULT_SPEC, rows: int | None = None,
+) -> np.ndarray:
+    """:func:`raw_features` on arrays: bar open times (UTC ns), highs, lows and closes."""
+    n = len(close)
     out = np.full((n, N_FEATURES), np.nan)
     if n == 0:
         return out
-    high = np.ascontiguousarray(bars["high"].to_numpy(dtype=np.float64))
-    low = np.ascontiguousarray(bars["low"].to_numpy(dtype=np.float64))
-    close = np.ascontiguousarray(bars["close"].to_numpy(dtype=np.float64))
+    high = np.ascontiguousarray(high, dtype=np.float64)
+    low = np.ascontiguousarray(low, dtype=np.float64)
+    close = np.ascontiguousarray(close, dtype=np.float64)
+    zw = spec.z_window
 
-    out[:, _IDX["price_norm"]] = _rolling_z(close, spec.norm_window)
+    out[:, _IDX["price_norm"]] = _rolling_z(close, spec.norm_window, rows)
 
     logret = np.full(n, np.nan)
     logret[1:] = np.diff(np.log(close))
-    vol = _rolling(logret, spec.vol_window, "std")
+    vol = _rolling(logret, spec.vol_window, "std", _more(rows, spec.vol_long_window))
     out[:, _IDX["returns"]] = _safe_div(logret, vol)
-    vol_long = _rolling(vol, spec.vol_long_window, "mean")
+    vol_long = _rolling(vol, spec.vol_long_window, "mean", rows)
     out[:, _IDX["volatility"]] = np.log((vol + _LOG_FLOOR) / (vol_long + _LOG_FLOOR))
 
     rsi = talib.RSI(close, timeperiod=spec.rsi_period)
@@ -222,27 +267,27 @@ def raw_features(
         signalperiod=spec.macd_signal,
     )
     out[:, _IDX["macd"]] = _safe_div(hist, atr)
-    out[:, _IDX["atr"]] = _rolling_z(
-        np.log(np.maximum(atr / close, _LOG_FLOOR)), spec.z_window
-    )
+    out[:, _IDX["atr"]] = _rolling_z(np.log(np.maximum(atr / close, _LOG_FLOOR)), zw, rows)
 
-    upper, middle, lower = talib.BBANDS(
-        close,
-        timeperiod=spec.bb_period,
-        nbdevup=spec.bb_nbdev,
-        nbdevdn=spec.bb_nbdev,
-        matype=0,
-    )
-    out[:, _IDX["bb_width"]] = _rolling_z(
-        _safe_div(upper - lower, middle), spec.z_window
-    )
+    # Bollinger width (upper - lower) / middle = 2 nbdev std / mean over bb_period closes (TA-Lib's BBANDS, whose
+    # running sums would carry rounding from the first bar; see _rolling)
+    bb_rows = _more(rows, zw)
+    bb = _safe_div(2.0 * spec.bb_nbdev * _rolling(close, spec.bb_period, "std", bb_rows),
+                   _rolling(close, spec.bb_period, "mean", bb_rows))
+    out[:, _IDX["bb_width"]] = _rolling_z(bb, zw, rows)
 
     adx = talib.ADX(high, low, close, timeperiod=spec.adx_period)
     out[:, _IDX["adx"]] = adx / 100.0
-    cci = talib.CCI(high, low, close, timeperiod=spec.cci_period)
+    # CCI (Lambert): (typical - its SMA) / (0.015 x mean absolute deviation), over cci_period bars, as TA-Lib's
+    # CCI computes it but window-exact (TA-Lib sums a circular buffer whose order depends on the start)
+    typical = (high + low + close) / 3.0
+    cci = _safe_div(typical - _rolling(typical, spec.cci_period, "mean", rows),
+                    0.015 * _rolling(typical, spec.cci_period, "mad", rows))
     out[:, _IDX["cci"]] = np.clip(cci / spec.cci_scale, -spec.cci_clip, spec.cci_clip)
 
-    excess = np.maximum(_bar_gap_minutes(bars.index) - spec.bar_minutes, 0.0)
+    gap = np.full(n, np.nan)
+    gap[1:] = np.diff(np.asarray(times_ns, dtype=np.int64)) / 60e9
+    excess = np.maximum(gap - spec.bar_minutes, 0.0)
     out[:, _IDX["gap"]] = np.minimum(
         np.log1p(excess) / np.log1p(spec.gap_scale_minutes), 1.0
     )
@@ -259,21 +304,28 @@ def raw_features(
     if macro is None:
         out[:, _IDX["vix"] :] = 0.0
     else:
-        m = macro_asof(bars.index, macro)
+        table = macro if isinstance(macro, MacroTable) else MacroTable.from_frame(macro)
+        m = table.asof(times_ns)
         out[:, _IDX["vix"]] = (m[:, 0] - spec.vix_center) / spec.vix_scale
         out[:, _IDX["fed_funds"]] = m[:, 1] / spec.fed_funds_scale
         out[:, _IDX["yield_curve"]] = m[:, 2] / spec.yield_curve_scale
+    if rows is not None and rows < n:
+        out[: n - rows] = np.nan  # only the rows asked for are complete
     return out
 
 
-def compute_features(
-    bars: pd.DataFrame, macro: pd.DataFrame | None, spec: FeatureSpec = DEFAULT_SPEC
-) -> np.ndarray:
-    """Float32 (n, 16) features in :data:`FEATURE_NAMES` order; undefined -> 0, clipped."""
-    raw = raw_features(bars, macro, spec)
+def finish(raw: np.ndarray, spec: FeatureSpec = DEFAULT_SPEC) -> np.ndarray:
+    """Raw features as the agents see them: float32, undefined -> 0, clipped to +-``spec.clip`` (in place)."""
     np.nan_to_num(raw, copy=False, nan=0.0, posinf=spec.clip, neginf=-spec.clip)
     np.clip(raw, -spec.clip, spec.clip, out=raw)
     return raw.astype(np.float32)
+
+
+def compute_features(
+    bars: pd.DataFrame, macro: pd.DataFrame | MacroTable | None, spec: FeatureSpec = DEFAULT_SPEC
+) -> np.ndarray:
+    """Float32 (n, 16) features in :data:`FEATURE_NAMES` order; undefined -> 0, clipped."""
+    return finish(raw_features(bars, macro, spec), spec)
 
 
 def features_frame(
@@ -288,13 +340,16 @@ def features_frame(
 
 
 def volume_substitute(bars: pd.DataFrame, window: int = 20) -> pd.Series:
-    """Range-based stand-in for a volume ratio (our data has no volume).
+    """Range-based stand-in for a volume ratio (our data has no volume): :func:`volume_ratio` as a Series."""
+    ratio = volume_ratio(bars["high"].to_numpy(dtype=np.float64), bars["low"].to_numpy(dtype=np.float64), window)
+    return pd.Series(ratio, index=bars.index, name="volume_substitute")
 
-    (high - low) / trailing ``window``-bar mean of (high - low), current bar included; 1.0 when
-    the whole window has zero range (nothing unusual), NaN during the first ``window - 1`` bars.
-    """
-    rng = (bars["high"] - bars["low"]).to_numpy(dtype=np.float64)
-    mean = _rolling(rng, window, "mean")
+
+def volume_ratio(high: np.ndarray, low: np.ndarray, window: int = 20, rows: int | None = None) -> np.ndarray:
+    """(high - low) / trailing ``window``-bar mean of (high - low), current bar included; 1.0 when the whole
+    window has zero range (nothing unusual), NaN during the first ``window - 1`` bars."""
+    rng = np.asarray(high, dtype=np.float64) - np.asarray(low, dtype=np.float64)
+    mean = _rolling(rng, window, "mean", rows)
     ratio = np.where(np.isnan(mean), np.nan, 1.0)
     np.divide(rng, mean, out=ratio, where=np.isfinite(mean) & (mean > _EPS))
-    return pd.Series(ratio, index=bars.index, name="volume_substitute")
+    return ratio

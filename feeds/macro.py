@@ -119,31 +119,48 @@ def published_at(days: np.ndarray, rule: Publication) -> np.ndarray:
     return local.tz_localize(rule.zone).tz_convert("UTC").as_unit("ns").asi8
 
 
-def macro_asof(bar_times: pd.DatetimeIndex, macro: pd.DataFrame) -> np.ndarray:
+@dataclass(frozen=True)
+class MacroTable:
+    """Each series' non-missing observations with their publication times (UTC ns), ready for as-of lookups:
+    build it once per run (the feature engine's incremental driver looks up every new bar in it)."""
+
+    published: tuple[np.ndarray, ...]  # per column of MACRO_COLUMNS, non-decreasing
+    values: tuple[np.ndarray, ...]
+
+    @classmethod
+    def from_frame(cls, macro: pd.DataFrame) -> MacroTable:
+        missing = [c for c in MACRO_COLUMNS if c not in macro.columns]
+        if missing:
+            raise KeyError(f"macro frame lacks columns {missing}; expected {list(MACRO_COLUMNS)}")
+        if not macro.index.is_monotonic_increasing:
+            macro = macro.sort_index()
+        obs_days = pd.DatetimeIndex(macro.index).to_numpy().astype("datetime64[D]")
+        published, values = [], []
+        for col in MACRO_COLUMNS:
+            v = macro[col].to_numpy(dtype=np.float64)
+            ok = ~np.isnan(v)
+            published.append(published_at(obs_days[ok], PUBLICATION[col]))
+            values.append(v[ok])
+        return cls(tuple(published), tuple(values))
+
+    def asof(self, times_ns: np.ndarray) -> np.ndarray:
+        """(n, 3) values, the last published at or before each time; NaN before a series' first value."""
+        times_ns = np.asarray(times_ns, dtype=np.int64)
+        out = np.full((len(times_ns), len(MACRO_COLUMNS)), np.nan, dtype=np.float64)
+        for j, (known, vals) in enumerate(zip(self.published, self.values, strict=True)):
+            pos = np.searchsorted(known, times_ns, side="right") - 1  # the last one published at or before t
+            valid = pos >= 0
+            out[valid, j] = vals[pos[valid]]
+        return out
+
+
+def macro_asof(bar_times: pd.DatetimeIndex, macro: pd.DataFrame | MacroTable) -> np.ndarray:
     """Macro values visible at each bar: shape (n, 3) float64, columns as :data:`MACRO_COLUMNS`.
 
     For a bar opening at UTC time t, each series gives its latest non-missing value published (``PUBLICATION``)
     at or before t. NaN before the first usable value. Naive times are taken as UTC (Backtrader's convention).
     """
-    missing = [c for c in MACRO_COLUMNS if c not in macro.columns]
-    if missing:
-        raise KeyError(
-            f"macro frame lacks columns {missing}; expected {list(MACRO_COLUMNS)}"
-        )
+    table = macro if isinstance(macro, MacroTable) else MacroTable.from_frame(macro)
     idx = pd.DatetimeIndex(bar_times)
     idx = idx.tz_localize("UTC") if idx.tz is None else idx.tz_convert("UTC")
-    times = idx.as_unit("ns").asi8
-    out = np.full((len(times), len(MACRO_COLUMNS)), np.nan, dtype=np.float64)
-    if len(times) == 0:
-        return out
-    if not macro.index.is_monotonic_increasing:
-        macro = macro.sort_index()
-    obs_days = pd.DatetimeIndex(macro.index).to_numpy().astype("datetime64[D]")
-    for j, col in enumerate(MACRO_COLUMNS):
-        values = macro[col].to_numpy(dtype=np.float64)
-        ok = ~np.isnan(values)
-        known = published_at(obs_days[ok], PUBLICATION[col])  # non-decreasing in the observation day
-        pos = np.searchsorted(known, times, side="right") - 1  # the last one published at or before t
-        valid = pos >= 0
-        out[valid, j] = values[ok][pos[valid]]
-    return out
+    return table.asof(idx.as_unit("ns").asi8)

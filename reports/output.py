@@ -58,7 +58,9 @@ def _symbol_mismatch(res: BacktestResult) -> dict[str, str] | None:
 def _first_decision(res: BacktestResult) -> str | None:
     """When an agent strategy first decided: the period's first bar unless its history was too short."""
     ctx = getattr(res.strategy_obj, "ctx", None)
-    return ctx.index[ctx.first_ready].isoformat() if ctx is not None and ctx.first_ready < len(ctx) else None
+    if ctx is None or not 0 <= ctx.first_ready < len(ctx):
+        return None
+    return pd.Timestamp(int(ctx.minutes[ctx.first_ready]), unit="m", tz="UTC").isoformat()
 
 
 def write_outputs(res: BacktestResult, out: Path, tearsheet: bool = True,
@@ -69,8 +71,8 @@ def write_outputs(res: BacktestResult, out: Path, tearsheet: bool = True,
     summary = {**summarise(res), **(extra or {})}
     if hasattr(strat, "coordination"):  # agent strategies: coordination metrics and plots
         summary["coordination"] = strat.coordination()
-        plots.plot_h4_limit(strat.ctx.index, strat.decisions, out / "h4_limit.png")  # bars count from the feed's
-        plots.plot_m1_vs_limit(strat.ctx.index, strat.entries, out / "m1_entry_vs_h4_limit.png")  # first bar
+        plots.plot_h4_limit(strat.decisions, out / "h4_limit.png")
+        plots.plot_m1_vs_limit(strat.entries, out / "m1_entry_vs_h4_limit.png")
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
 
     # equity at hourly resolution keeps the file small; worst = lowest worst-price equity in the hour

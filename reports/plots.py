@@ -29,10 +29,15 @@ def _changes(rows: np.ndarray) -> np.ndarray:
     return rows[keep]
 
 
-def plot_h4_limit(index: pd.DatetimeIndex, decisions: list[tuple[int, float, float]], path: Path) -> Path:
+def _times(minutes) -> pd.DatetimeIndex:
+    return pd.to_datetime(np.asarray(minutes, dtype=np.int64), unit="m", utc=True)
+
+
+def plot_h4_limit(decisions: list[tuple[int, float, float]], path: Path) -> Path:
+    """The director's (limit, bias) at each decision, given as (minute since the epoch, limit, bias)."""
     fig, ax = plt.subplots(figsize=(12, 3.8))
     if decisions:
-        at = index[[d[0] for d in decisions]]
+        at = _times([d[0] for d in decisions])
         ax.step(at, [d[1] for d in decisions], where="post", lw=0.9, label="max position limit [0, 1]")
         ax.step(at, [d[2] for d in decisions], where="post", lw=0.9, alpha=0.7, label="trend bias [-1, 1]")
     ax.axhline(0.3, color="grey", ls=":", lw=0.8)
@@ -44,13 +49,13 @@ def plot_h4_limit(index: pd.DatetimeIndex, decisions: list[tuple[int, float, flo
     return _save(fig, path)
 
 
-def plot_m1_vs_limit(index: pd.DatetimeIndex, entries: list[tuple[int, float, float]], path: Path) -> Path:
-    """The M1 executor's target at every M1 decision (drawn at each change, so a 1-minute trade shows as a
-    spike) inside the band the director allows."""
+def plot_m1_vs_limit(entries: list[tuple[int, float, float]], path: Path) -> Path:
+    """The M1 executor's target at every M1 decision that changed it, given as (minute, fraction, limit) (drawn
+    as steps, so a 1-minute trade shows as a spike) inside the band the director allows."""
     fig, ax = plt.subplots(figsize=(12, 3.8))
     if entries:
         e = _changes(np.asarray(entries, dtype=np.float64))
-        at = index[e[:, 0].astype(int)]
+        at = _times(e[:, 0])
         ax.fill_between(at, -e[:, 2], e[:, 2], step="post", alpha=0.2, lw=0, label="allowed by the H4 limit")
         ax.step(at, e[:, 1], where="post", lw=0.6, color="C3", label="M1 target (fraction of max lots)")
     ax.set_ylim(-1.05, 1.05)

@@ -44,6 +44,8 @@ class BacktestConfig:
     :param on_excess: what the pre-trade validator does with an unsafe size (``shrink`` or ``block``)
     :param trade_from: first time of the trading period; earlier bars are history for indicators and features
         (no orders, not in the results)
+    :param precompute_features: agent strategies read features from a context built once over all bars (the fast
+        path); False: they compute them bar by bar as they arrive (``features.incremental``, the live path)
     """
 
     symbol: str
@@ -55,6 +57,7 @@ class BacktestConfig:
     rules: DrawdownRules = field(default_factory=DrawdownRules.from_config)
     on_excess: str = "shrink"
     trade_from: pd.Timestamp | None = None
+    precompute_features: bool = True
 
 
 @dataclass(frozen=True)
@@ -116,12 +119,12 @@ def run_backtest(strategy: str | type[FxStrategy], m1: pd.DataFrame, config: Bac
     cerebro.setbroker(broker)
     validator = PreTradeValidator(inst, on_excess=config.on_excess)
     ctx = build_context(m1, load_macro(), config.h4_offset_minutes, trade_from=m1.index[first]) \
-        if cls.uses_context else None
+        if cls.uses_context and config.precompute_features else None
     if config.trade_from is not None and ctx is not None and first < ctx.first_ready < len(ctx):
         log.warning("%s: the features need more history than was loaded before %s; first decision at %s",
                     strategy, m1.index[first], ctx.index[ctx.first_ready])
     cerebro.addstrategy(cls, instrument=inst, context=ctx, validator=validator, first_bar=first,
-                        **dict(config.strategy_params))
+                        h4_offset_minutes=config.h4_offset_minutes, **dict(config.strategy_params))
     cerebro.addanalyzer(TradeLog, _name="tradelog")
     cerebro.addanalyzer(CmdpAnalyzer, _name="cmdp", validator=validator)
 

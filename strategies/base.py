@@ -3,6 +3,7 @@ agent targets through the pre-trade validator."""
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from pathlib import Path
 from typing import Any
@@ -14,23 +15,35 @@ from agents.observations import ObservationBuilder
 from brokers.account import AccountView
 from brokers.instruments import Instrument
 from features.context import MarketContext
+from features.incremental import IncrementalContext
+from feeds.macro import load_macro
 from risk.validator import PreTradeValidator, Verdict, validated_target
 
 log = logging.getLogger(__name__)
+_EPOCH_NUM = bt.date2num(dt.datetime(1970, 1, 1))
 
 
 class FxStrategy(bt.Strategy):
-    """data0 is the M1 feed, data1 M5, data2 H4 (as ``strategies.backtest`` adds them).
+    """data0 is the M1 feed, data1 M5, data2 H4 (as ``strategies.backtest`` or ``feeds.add_fx_feeds`` add them).
 
     Sizes in Backtrader are units of the base currency; strategies think in lots and go through
     ``target_lots`` so the lot step is respected by the strategy, never by the broker. Strategies with
-    ``uses_context = True`` get the precomputed ``MarketContext`` (features, H4 ATR) as ``self.ctx``, indexed
-    by M1 bar position ``len(self.m1) - 1``. Bars before ``first_bar`` are history: indicators and features
-    see them, ``target_lots`` sends nothing.
+    ``uses_context = True`` read features and the H4 ATR from ``self.ctx`` at M1 bar position ``self.bar()``:
+    the precomputed ``MarketContext`` when given (``context=``, the backtest's fast path), else an
+    ``IncrementalContext`` that the strategy feeds with each M1 bar as it arrives (live trading, a user's own
+    Cerebro): the same engine, the same numbers (``tests/test_incremental.py``). Bars before ``first_bar`` are
+    history: indicators and features see them, ``target_lots`` sends nothing.
+
+    :param instrument: the traded instrument (default: the broker's)
+    :param context: a precomputed ``MarketContext`` over exactly the M1 feed's bars, or None (incremental)
+    :param validator: the pre-trade validator agent targets go through (None: unchecked)
+    :param first_bar: position of the first bar of the trading period
+    :param h4_offset_minutes: H4 bin offset of an incremental context (as ``build_context``'s)
     """
 
     uses_context = False
-    params = (("instrument", None), ("context", None), ("validator", None), ("first_bar", 0))
+    params = (("instrument", None), ("context", None), ("validator", None), ("first_bar", 0),
+              ("h4_offset_minutes", 0))
 
     def __init__(self) -> None:
         name = type(self).__name__
@@ -46,10 +59,28 @@ class FxStrategy(bt.Strategy):
         self.inst: Instrument = self.p.instrument or account.instrument
         if self.inst.symbol != account.instrument.symbol:
             raise ValueError(f"{name} was given {self.inst.symbol} but the broker trades {account.instrument.symbol}")
-        self.ctx: MarketContext | None = self.p.context
+        self.ctx: MarketContext | IncrementalContext | None = self.p.context
         self.validator: PreTradeValidator | None = self.p.validator
-        if self.uses_context and self.ctx is None:
-            raise ValueError(f"{type(self).__name__} needs context= (strategies.backtest builds it)")
+        self._incremental = self.uses_context and self.ctx is None
+        if self._incremental:
+            self.ctx = IncrementalContext(load_macro(), self.p.h4_offset_minutes, first_bar=self.p.first_bar)
+
+    def bar(self) -> int:
+        """Position of the current M1 bar; an incremental context is given the bar first (once)."""
+        i = len(self.m1) - 1
+        if self._incremental and len(self.ctx) <= i:
+            if len(self.ctx) < i:
+                raise RuntimeError(f"{type(self).__name__} missed M1 bars {len(self.ctx)}..{i - 1}: an incremental "
+                                   "context must see every bar (call self.bar() from next and prenext)")
+            d = self.m1
+            minute = round((d.datetime[0] - _EPOCH_NUM) * 1440.0)
+            self.ctx.append(minute * 60_000_000_000, d.open[0], d.high[0], d.low[0], d.close[0])
+        return i
+
+    def prenext(self) -> None:
+        """Before every feed has a bar (the H4 feed's first completes hours in): features still see the bar."""
+        if self._incremental:
+            self.bar()
 
     @classmethod
     def min_bars(cls, params: dict) -> dict[str, int]:
@@ -85,8 +116,8 @@ class FxStrategy(bt.Strategy):
 class AgentStrategy(FxStrategy):
     """Skeleton of a strategy driven by trained agents: loads a checkpoint, keeps the agents' observations
     up to date on every M1 bar exactly as the training envs do (``agents.observations``), and asks the
-    subclass for a decision on every bar from the end of the feature warm-up to the last-but-one bar (an
-    order on the last bar could not fill).
+    subclass for a decision on every bar the context ``decides_at`` (from the end of the feature warm-up; in a
+    backtest not on the last bar, where an order could not fill).
 
     :param checkpoint: checkpoint folder (``weights.pt`` + ``manifest.json``); default ``default_checkpoint``
     :param allow_symbol_mismatch: trade a checkpoint trained on another symbol (refused otherwise); the run's
@@ -131,7 +162,7 @@ class AgentStrategy(FxStrategy):
                 raise ValueError(f"{type(self).__name__} observes the drawdown state: its broker needs a drawdown "
                                  "guard (brokers.use_forex_broker, or ForexBroker(sim, guard=DrawdownGuard(...)))")
             self.obs = ObservationBuilder(self.ctx, self.inst, acct.initial_cash, acct.guard.rules, self.max_exposure)
-        i = len(self.m1) - 1
+        i = self.bar()
         self.obs.after_bar(i, acct)
-        if self.ctx.first_ready <= i < len(self.ctx) - 1:
+        if self.ctx.decides_at(i) and self.trading():
             self.decide(i, acct)

@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from agents.checkpoint import load_mtf_marl_actors, mtf_marl_manifest
 from agents.mtf_marl import h4_changes
@@ -32,8 +33,10 @@ class MtfMarl(AgentStrategy):
         self.h4_pos = self.ctx.h4_pos.tolist()
         self.a_h4: np.ndarray | None = None
         self.limit = self.bias = 0.0
-        self.decisions: list[tuple[int, float, float]] = []  # (bar, limit, bias) at each H4 decision
-        self.entries: list[tuple[int, float, float]] = []  # (bar, target fraction, limit) at each M1 decision
+        self.decisions: list[tuple[int, float, float]] = []  # (minute, limit, bias) at each H4 decision
+        # (minute, target fraction, limit) of every M1 decision that changed either: the decisions at M1
+        # resolution, without a row per bar (a live process must not grow with the bars it has seen)
+        self.entries: list[tuple[int, float, float]] = []
         self.attempted_violations = self.violations = 0
         return manifest
 
@@ -42,17 +45,20 @@ class MtfMarl(AgentStrategy):
             self.a_h4 = self.h4_actor(self.obs.h4(i, acct, acct.guard))
             self.bias = max(-1.0, min(1.0, float(self.a_h4[0])))
             self.limit = unit_interval(float(self.a_h4[1]))
-            self.decisions.append((i, self.limit, self.bias))
+            self.decisions.append((int(self.ctx.minutes[i]), self.limit, self.bias))
         a_m1 = self.m1_actor(self.obs.m1(i, acct, self.limit, self.bias))
         jt = joint_target((float(self.a_h4[0]), float(self.a_h4[1])), (float(a_m1[0]), float(a_m1[1])),
                           self.obs.max_lots, self.inst, current=acct.lots)
         self.attempted_violations += jt.violation
         self.violations += abs(jt.fraction) > jt.limit + 1e-9
-        self.entries.append((i, jt.fraction, jt.limit))
+        if not self.entries or self.entries[-1][1:] != (jt.fraction, jt.limit):
+            self.entries.append((int(self.ctx.minutes[i]), jt.fraction, jt.limit))
         self.trade_to(jt.lots, i)
 
     def coordination(self) -> dict[str, float | int]:
-        days = max(1, count_trading_days(self.ctx.index[[e[0] for e in self.entries]])) if self.entries else 1
+        """Director and executor together; per day = per FX trading day with a director decision."""
+        minutes = pd.to_datetime([d[0] for d in self.decisions], unit="m", utc=True)
+        days = max(1, count_trading_days(minutes))
         changes = h4_changes([(lim, b) for _, lim, b in self.decisions])
         return {"h4_decisions": len(self.decisions), "h4_changes_per_day": changes / days,
                 "m1_constraint_violations": int(self.violations),

@@ -21,9 +21,9 @@ class RandomAgent(FxStrategy):
         self.rng = np.random.default_rng(self.p.seed)
 
     def next(self) -> None:
-        i = len(self.m1) - 1
-        if i < self.ctx.first_ready or (i - self.ctx.first_ready) % self.p.every:  # same bars whatever the history
-            return
+        i = self.bar()
+        if not self.trading() or not self.ctx.decides_at(i) or (i - self.ctx.first_ready) % self.p.every:
+            return  # every ``every`` bars from the first decision bar: the same bars whatever the history
         a = self.rng.uniform(-1.0, 1.0, size=2)
         acct = self.account
         target = single_target(float(a[0]), float(a[1]), max_lots_for(acct.equity, acct.bid, self.inst,

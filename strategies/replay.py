@@ -22,7 +22,7 @@ class ReplayActions(FxStrategy):
         self.next()
 
     def next(self) -> None:
-        i = len(self.m1) - 1
+        i = self.bar()
         if i >= len(self.actions) or np.isnan(self.actions[i, 0]):
             return
         acct = self.account

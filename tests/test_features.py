@@ -153,6 +153,10 @@ def test_transforms_match_talib(m1_slice: pd.DataFrame, macro: pd.DataFrame) -> 
     np.testing.assert_allclose(
         f[rows, F["atr"]], z.to_numpy()[rows], rtol=1e-5, atol=1e-5
     )
+    upper, middle, lower = talib.BBANDS(c, 20, 2.0, 2.0, 0)  # our window-exact width equals TA-Lib's
+    width = pd.Series((upper - lower) / middle)
+    zb = (width - width.rolling(100).mean()) / width.rolling(100).std(ddof=0)
+    np.testing.assert_allclose(f[rows, F["bb_width"]], zb.to_numpy()[rows], rtol=1e-4, atol=1e-4)
     adx = talib.ADX(h, lo, c, 14)[rows]
     assert np.array_equal(f[rows, F["regime_trend"]] == 1, adx >= 25)
     assert np.array_equal(f[rows, F["regime_range"]] == 1, adx < 20)

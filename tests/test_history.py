@@ -59,7 +59,8 @@ def test_backtest_trades_and_reports_only_the_period(fx_dir: Path, macro_dir: Pa
     agents = run_backtest("mtf_marl", m1, BacktestConfig(symbol="EURUSD", trade_from=START))
     strat = agents.strategy_obj
     assert strat.ctx.first_ready == agents.first_bar
-    assert strat.decisions[0][0] == agents.first_bar  # the director's first decision is the period's first bar
+    assert strat.decisions[0][0] == strat.ctx.minutes[agents.first_bar]  # the director's first decision: the
+    # period's first bar
     assert agents.equity[0] == pytest.approx(100_000.0)
 
 

@@ -1,0 +1,269 @@
+"""The feature engine's second driver: a market context that grows one M1 bar at a time.
+
+Backtests and envs build a ``features.context.MarketContext`` once over the whole series (vectorised, fast).
+Live trading and a user's own Cerebro receive bars one at a time; ``IncrementalContext.append`` takes each new
+closed M1 bar and gives the agents exactly what the precomputed context would at that bar, from *the same*
+engine (``features.engine.raw_feature_arrays``; no indicator is implemented twice):
+
+* M1 features: the engine re-run over the last ``M1_WINDOW`` bars, newest row only (``rows=1``). The engine's
+  rolling statistics are window-exact and its recursive TA-Lib indicators (RSI, ATR, ADX, MACD) forget their
+  start geometrically, so from 500 bars on the newest row is bit-identical to the whole-series computation
+  (``tests/test_incremental.py`` checks every bar of a real month).
+* H4 bars: built from the M1 bars by the one completion rule (``feeds.resample``: complete at the M1 bar whose
+  close reaches the bin end, or the first bar after a hole; of two bins completing at one bar only the later
+  counts), and their features recomputed over the last ``H4_WINDOW`` complete H4 bars when one completes. From
+  ~500 H4 bars (112 days) on, a later start changes nothing; ``HISTORY_DAYS`` of history keep the H4 features
+  within 1e-6 of a long history (``benchmarks/bench_latency.py`` and the tests measure both).
+
+Storage is bounded: raw bars and per-bar outputs live in arrays of ``capacity`` rows that are compacted when
+full, so a live process's memory does not grow with the bars it has seen. Bars are addressed by their absolute
+position since the first bar appended, like ``MarketContext``; only the last ``capacity`` are kept.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import talib
+
+from features.context import H4_MINUTES, H4_SPEC
+from features.engine import DEFAULT_SPEC, N_FEATURES, FeatureSpec, finish, raw_feature_arrays, volume_ratio
+from feeds.loaders import to_utc
+from feeds.macro import MacroTable
+from feeds.resample import is_complete
+
+M1_WINDOW = 1000
+"""M1 bars the engine re-runs over for each new bar (500 already reproduce the whole-series features)"""
+H4_WINDOW = 600
+"""complete H4 bars the H4 features are recomputed over (496, 112 days, already change nothing)"""
+VOLUME_WINDOW = 20  # features.engine.volume_ratio's default, as build_context uses it
+_NS = 60_000_000_000
+
+
+class _Rows:
+    """Absolute-position access into a bounded buffer: bar ``i`` of the stream lives at row ``i - offset``."""
+
+    def __init__(self, owner: IncrementalContext, array: np.ndarray) -> None:
+        self._owner, self._array = owner, array  # compaction copies in place, so the array stays this one
+
+    def __getitem__(self, i: int):
+        o = self._owner
+        if o._pending:
+            o.flush()
+        k = int(i) - o._offset
+        if not 0 <= k < o._n - o._offset:
+            raise IndexError(f"bar {i} is not held (held: {o._offset}..{o._n - 1})")
+        return self._array[k]
+
+    def __len__(self) -> int:
+        return len(self._owner)
+
+    def tolist(self) -> _Rows:
+        """Itself: observation builders turn a context's arrays into lists once; these must stay live."""
+        return self
+
+
+class IncrementalContext:
+    """``MarketContext``'s per-bar view, grown by ``append``.
+
+    :param macro: the macro series (a ``MacroTable`` is built once), or None for zeros
+    :param h4_offset_minutes: H4 bin offset from 00:00 UTC (as ``build_context``)
+    :param spec: the M1 feature spec (a checkpoint's)
+    :param trade_from: bars before this time are history: never decided on
+    :param first_bar: bars before this position are history (the same, by position)
+    :param capacity: bars kept (at least ``M1_WINDOW``)
+    """
+
+    def __init__(self, macro: pd.DataFrame | MacroTable | None, h4_offset_minutes: int = 0,
+                 spec: FeatureSpec = DEFAULT_SPEC, trade_from: str | pd.Timestamp | None = None,
+                 first_bar: int = 0, capacity: int = 4 * M1_WINDOW) -> None:
+        if capacity < M1_WINDOW:
+            raise ValueError(f"capacity must be at least M1_WINDOW ({M1_WINDOW}), got {capacity}")
+        self.macro = macro if macro is None or isinstance(macro, MacroTable) else MacroTable.from_frame(macro)
+        self.spec, self.h4_offset = spec, int(h4_offset_minutes)
+        start = to_utc(trade_from, "trade_from", whole_day_end=False) if trade_from is not None else None
+        self._trade_from_ns = -(2**62) if start is None else start.value
+        self.first_bar = int(first_bar)
+        self.capacity = capacity
+        cap = 2 * capacity  # compacted to ``capacity`` rows when full
+        self._time = np.zeros(cap, np.int64)  # bar open, UTC ns
+        self._minute = np.zeros(cap, np.int64)
+        self._o, self._hi, self._lo, self._c = (np.zeros(cap) for _ in range(4))
+        self._m1 = np.zeros((cap, N_FEATURES), np.float32)
+        self._h4 = np.zeros((cap, N_FEATURES), np.float32)
+        self._atr = np.full(cap, np.nan)
+        self._pos = np.full(cap, -1, np.int64)
+        self._vol = np.ones(cap)
+        self._columns = (self._time, self._minute, self._o, self._hi, self._lo, self._c, self._m1, self._h4,
+                         self._atr, self._pos, self._vol)
+        self._n = 0  # bars appended
+        self._offset = 0  # absolute position of buffer row 0
+        # complete H4 bars (bin open ns; high, low, close), bounded, and the bin being built
+        self._h4_time = np.zeros(2 * H4_WINDOW, np.int64)
+        self._h4_hlc = np.zeros((2 * H4_WINDOW, 3))
+        self._h4_n = 0  # complete H4 bars so far
+        self._h4_held = 0  # of them in the buffer
+        self._bin: list | None = None  # [start minute, open, high, low, close, done]
+        self._h4_row = np.zeros(N_FEATURES, np.float32)
+        self._h4_atr = math.nan
+        self._first_ready = -1
+        self._last_t = -(2**63)
+        self._pending: list[tuple[int, float, float, float, float]] = []  # appended, not yet computed
+        self.minutes, self.open, self.high, self.low, self.close = (
+            _Rows(self, a) for a in (self._minute, self._o, self._hi, self._lo, self._c))
+        self.m1_features, self.h4_features, self.h4_atr, self.h4_pos, self.volume_ratio = (
+            _Rows(self, a) for a in (self._m1, self._h4, self._atr, self._pos, self._vol))
+
+    def __len__(self) -> int:
+        return self._n + len(self._pending)
+
+    @property
+    def first_ready(self) -> int:
+        """The first bar a decision may be taken on; -1 until there is one."""
+        self.flush()
+        return self._first_ready
+
+    def decides_at(self, i: int) -> bool:
+        """Whether bar ``i`` is one a decision may be taken on (every input defined, the trading period begun).
+        Live, there is no last bar to keep free."""
+        return 0 <= self.first_ready <= i
+
+    # ------------------------------------------------------------------ the driver
+    def append(self, time: pd.Timestamp | int, o: float, h: float, lo: float, c: float) -> int:
+        """Add the next closed M1 bar (open time, UTC ns or a Timestamp; bid OHLC); returns its position. Its
+        features are computed when first read, together with every bar appended before (a live feed's backfill
+        of weeks of history is then one pass of the engine, not one per bar); the values are the same."""
+        t = int(time) if isinstance(time, int | np.integer) else pd.Timestamp(time).tz_convert("UTC").value
+        if t <= self._last_t:
+            raise ValueError(f"bars must move forward in time: {pd.Timestamp(t, tz='UTC')} after "
+                             f"{pd.Timestamp(self._last_t, tz='UTC')}")
+        if not (lo > 0.0 and lo <= o <= h and lo <= c <= h):  # also rejects NaN
+            raise ValueError(f"bad bar at {pd.Timestamp(t, tz='UTC')}: o={o} h={h} l={lo} c={c}")
+        self._last_t = t
+        self._pending.append((t, float(o), float(h), float(lo), float(c)))
+        if len(self._pending) >= self.capacity:
+            self.flush()
+        return len(self) - 1
+
+    def flush(self) -> None:
+        """Compute the features of the bars appended since the last read."""
+        if self._pending:
+            p, self._pending = self._pending, []
+            t = np.array([b[0] for b in p], np.int64)  # exact: nanoseconds do not fit a float64
+            px = np.array([b[1:] for b in p])
+            self.extend(t, px[:, 0], px[:, 1], px[:, 2], px[:, 3])
+
+    def extend(self, times_ns: np.ndarray, o: np.ndarray, h: np.ndarray, lo: np.ndarray, c: np.ndarray) -> None:
+        """Add several closed M1 bars at once (a backfill): the same values as appending them one by one, computed
+        in one pass of the engine over the block."""
+        if self._pending:
+            self.flush()
+        times_ns = np.asarray(times_ns, dtype=np.int64)
+        o, h, lo, c = (np.asarray(a, dtype=np.float64) for a in (o, h, lo, c))
+        k = len(times_ns)
+        if k == 0:
+            return
+        if k > self.capacity:  # more than can be held: feed it in parts (each part still sees M1_WINDOW before)
+            for a in range(0, k, self.capacity):
+                self.extend(times_ns[a:a + self.capacity], o[a:a + self.capacity], h[a:a + self.capacity],
+                            lo[a:a + self.capacity], c[a:a + self.capacity])
+            return
+        last = int(self._time[self._n - 1 - self._offset]) if self._n else None
+        steps = np.diff(times_ns)
+        if (last is not None and times_ns[0] <= last) or (steps <= 0).any():
+            bad = 0 if last is not None and times_ns[0] <= last else int(np.argmax(steps <= 0)) + 1
+            prev = last if bad == 0 else int(times_ns[bad - 1])
+            raise ValueError(f"bars must move forward in time: {pd.Timestamp(int(times_ns[bad]), tz='UTC')} after "
+                             f"{pd.Timestamp(prev, tz='UTC')}")
+        ok = (lo > 0.0) & (lo <= o) & (o <= h) & (lo <= c) & (c <= h)  # also rejects NaN
+        if not ok.all():
+            j = int(np.argmin(ok))
+            raise ValueError(f"bad bar at {pd.Timestamp(int(times_ns[j]), tz='UTC')}: o={o[j]} h={h[j]} l={lo[j]} "
+                             f"c={c[j]}")
+        self._last_t = max(self._last_t, int(times_ns[-1]))
+        if self._n - self._offset + k > len(self._time):
+            self._compact(k)
+        b0 = self._n - self._offset  # buffer row of the first new bar
+        rows = slice(b0, b0 + k)
+        self._time[rows], self._minute[rows] = times_ns, times_ns // _NS
+        self._o[rows], self._hi[rows], self._lo[rows], self._c[rows] = o, h, lo, c
+        first = self._n
+        self._n += k
+        # H4 bars by the one completion rule, bar by bar; their features in one pass over the new ones
+        done_at = [j for j in range(k) if self._h4_step(int(times_ns[j] // _NS), o[j], h[j], lo[j], c[j])]
+        new_h4 = len(done_at)
+        if new_h4:
+            rows_h4, atr_h4 = self._h4_features(new_h4)
+        # M1 features: the engine over the new bars and the M1_WINDOW before them, newest k rows
+        a = max(0, b0 + k - (M1_WINDOW + k - 1))
+        sl = slice(a, b0 + k)
+        raw = raw_feature_arrays(self._time[sl], self._hi[sl], self._lo[sl], self._c[sl], self.macro, self.spec,
+                                 rows=k)
+        self._m1[rows] = finish(raw[-k:], self.spec)
+        v = max(0, b0 - (VOLUME_WINDOW - 1))
+        vr = volume_ratio(self._hi[v:b0 + k], self._lo[v:b0 + k], VOLUME_WINDOW, rows=k)[-k:]
+        self._vol[rows] = np.where(np.isnan(vr), 1.0, vr)
+        # each bar sees the newest H4 bar complete at it
+        h4_row, h4_atr, pos = self._h4_row, self._h4_atr, self._h4_n - new_h4 - 1
+        nxt = 0
+        for j in range(k):
+            if nxt < new_h4 and done_at[nxt] == j:
+                h4_row, h4_atr, pos = rows_h4[nxt], float(atr_h4[nxt]), pos + 1
+                nxt += 1
+            r = b0 + j
+            self._h4[r], self._atr[r], self._pos[r] = h4_row, h4_atr, pos
+            if self._first_ready < 0 and first + j >= max(self.spec.warmup_bars, self.first_bar) \
+                    and pos >= H4_SPEC.warmup_bars \
+                    and math.isfinite(h4_atr) and times_ns[j] >= self._trade_from_ns:
+                self._first_ready = first + j
+        self._h4_row, self._h4_atr = h4_row, h4_atr
+
+    def _compact(self, room: int) -> None:
+        """Keep the newest rows so that ``room`` more fit and at most ``capacity`` are held (memory stays
+        bounded)."""
+        held = self._n - self._offset
+        keep = min(held, self.capacity, len(self._time) - room)
+        drop = held - keep
+        for arr in self._columns:
+            arr[:keep] = arr[drop:held]
+        self._offset += drop
+
+    def _h4_step(self, minute: int, o: float, h: float, lo: float, c: float) -> bool:
+        """Advance the H4 bin being built by one M1 bar; True if an H4 bar completes at this bar (then it is
+        stored). Two bins completing at one bar: only the later counts (``feeds.resample.htf_bars``)."""
+        tf, off = H4_MINUTES, self.h4_offset
+        start = (minute - off) // tf * tf + off
+        done = None
+        b = self._bin
+        if b is not None and start != b[0]:
+            if not b[5]:
+                done = b  # completed by the first M1 bar after it (a hole at its end)
+            b = None
+        if b is None:
+            b = self._bin = [start, o, h, lo, c, False]
+        else:
+            b[2], b[3], b[4] = max(b[2], h), min(b[3], lo), c
+        if is_complete(start + tf, minute):
+            b[5] = True
+            done = b
+        if done is None:
+            return False
+        if self._h4_held == len(self._h4_time):
+            self._h4_time[:H4_WINDOW] = self._h4_time[-H4_WINDOW:]
+            self._h4_hlc[:H4_WINDOW] = self._h4_hlc[-H4_WINDOW:]
+            self._h4_held = H4_WINDOW
+        self._h4_time[self._h4_held] = done[0] * _NS
+        self._h4_hlc[self._h4_held] = (done[2], done[3], done[4])
+        self._h4_held += 1
+        self._h4_n += 1
+        return True
+
+    def _h4_features(self, new: int) -> tuple[np.ndarray, np.ndarray]:
+        """Features and ATR(14) of the newest ``new`` complete H4 bars, over them and the H4_WINDOW before."""
+        sl = slice(max(0, self._h4_held - (H4_WINDOW + new - 1)), self._h4_held)
+        hi, lo, cl = (np.ascontiguousarray(self._h4_hlc[sl, j]) for j in range(3))
+        raw = raw_feature_arrays(self._h4_time[sl], hi, lo, cl, self.macro, H4_SPEC, rows=new)
+        atr = talib.ATR(hi, lo, cl, timeperiod=14)  # as build_context: NaN until defined
+        return finish(raw[-new:], H4_SPEC), atr[-new:]
