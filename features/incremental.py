@@ -32,7 +32,7 @@ from features.context import H4_MINUTES, H4_SPEC
 from features.engine import DEFAULT_SPEC, N_FEATURES, FeatureSpec, finish, raw_feature_arrays, volume_ratio
 from feeds.loaders import to_utc
 from feeds.macro import MacroTable
-from feeds.resample import is_complete
+from feeds.resample import HTFAggregator
 
 M1_WINDOW = 1000
 """M1 bars the engine re-runs over for each new bar (500 already reproduce the whole-series features)"""
@@ -105,7 +105,7 @@ class IncrementalContext:
         self._h4_hlc = np.zeros((2 * H4_WINDOW, 3))
         self._h4_n = 0  # complete H4 bars so far
         self._h4_held = 0  # of them in the buffer
-        self._bin: list | None = None  # [start minute, open, high, low, close, done]
+        self._h4_agg = HTFAggregator(H4_MINUTES, self.h4_offset)
         self._h4_row = np.zeros(N_FEATURES, np.float32)
         self._h4_atr = math.nan
         self._first_ready = -1
@@ -231,23 +231,9 @@ class IncrementalContext:
         self._offset += drop
 
     def _h4_step(self, minute: int, o: float, h: float, lo: float, c: float) -> bool:
-        """Advance the H4 bin being built by one M1 bar; True if an H4 bar completes at this bar (then it is
-        stored). Two bins completing at one bar: only the later counts (``feeds.resample.htf_bars``)."""
-        tf, off = H4_MINUTES, self.h4_offset
-        start = (minute - off) // tf * tf + off
-        done = None
-        b = self._bin
-        if b is not None and start != b[0]:
-            if not b[5]:
-                done = b  # completed by the first M1 bar after it (a hole at its end)
-            b = None
-        if b is None:
-            b = self._bin = [start, o, h, lo, c, False]
-        else:
-            b[2], b[3], b[4] = max(b[2], h), min(b[3], lo), c
-        if is_complete(start + tf, minute):
-            b[5] = True
-            done = b
+        """Advance the H4 bars by one M1 bar (``feeds.resample.HTFAggregator``, the one completion rule); True if
+        an H4 bar completes at this bar (it is then stored)."""
+        done = self._h4_agg.step(minute, o, h, lo, c)
         if done is None:
             return False
         if self._h4_held == len(self._h4_time):
@@ -255,7 +241,7 @@ class IncrementalContext:
             self._h4_hlc[:H4_WINDOW] = self._h4_hlc[-H4_WINDOW:]
             self._h4_held = H4_WINDOW
         self._h4_time[self._h4_held] = done[0] * _NS
-        self._h4_hlc[self._h4_held] = (done[2], done[3], done[4])
+        self._h4_hlc[self._h4_held] = done[2:5]
         self._h4_held += 1
         self._h4_n += 1
         return True

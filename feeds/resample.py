@@ -77,6 +77,42 @@ def _name(tf_minutes: int) -> str:
     return next((k for k, v in TIMEFRAMES.items() if v == tf_minutes), f"{tf_minutes}-minute")
 
 
+class HTFAggregator:
+    """``htf_bars`` one M1 bar at a time: the live feeds and the incremental feature driver build higher-timeframe
+    bars with it, so they complete at exactly the M1 bar ``htf_bars`` says (``tests/test_alignment.py``).
+
+    :param tf_minutes: bar length in minutes (5, 30, 240, ...)
+    :param offset_minutes: bin offset from 00:00 UTC
+    """
+
+    def __init__(self, tf_minutes: int, offset_minutes: int = 0) -> None:
+        if tf_minutes < 1:
+            raise ValueError("tf_minutes must be >= 1")
+        self.tf, self.offset = int(tf_minutes), int(offset_minutes)
+        self._bin: list | None = None  # [start minute, open, high, low, close, volume, done]
+
+    def step(self, minute: int, o: float, h: float, lo: float, c: float, v: float = 0.0) -> tuple | None:
+        """Add the M1 bar opening at ``minute``; returns the bar that completes at it, as (bin open minute, open,
+        high, low, close, volume), or None. A bin whose last minutes are missing completes at the first M1 bar after
+        it; when that bar also completes its own bin (a bin of one bar), only the later is returned, as in
+        ``htf_bars``."""
+        start = (minute - self.offset) // self.tf * self.tf + self.offset
+        done = None
+        b = self._bin
+        if b is not None and start != b[0]:
+            if not b[6]:
+                done = b  # completed by the first M1 bar after it (a hole at its end)
+            b = None
+        if b is None:
+            b = self._bin = [start, o, h, lo, c, v, False]
+        else:
+            b[2], b[3], b[4], b[5] = max(b[2], h), min(b[3], lo), c, b[5] + v
+        if is_complete(start + self.tf, minute):
+            b[6] = True
+            done = b
+        return None if done is None else tuple(done[:6])
+
+
 def completed_index(n_m1: int, htf: pd.DataFrame) -> np.ndarray:
     """For each M1 bar position, the row of ``htf`` that is the newest complete bar (-1 if none yet)."""
     return np.searchsorted(htf["complete_at"].to_numpy(), np.arange(n_m1), side="right") - 1

@@ -6,9 +6,11 @@ import backtrader as bt
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from feeds.loaders import load_bars
-from feeds.resample import completed_index, htf_bars, index_minutes, is_complete
+from feeds.resample import HTFAggregator, completed_index, htf_bars, index_minutes, is_complete
 from strategies.backtest import BacktestConfig, run_backtest
 from strategies.base import FxStrategy
 
@@ -104,3 +106,25 @@ def test_htf_bars_match_pandas_resample(eurusd_month: pd.DataFrame) -> None:
         for col in ("open", "high", "low", "close"):
             np.testing.assert_array_equal(ours[col].to_numpy(), ref[col].to_numpy())
         assert len(ref) >= len(ours) >= len(ref) - 2 - 0.01 * len(ref)
+
+
+@settings(max_examples=60, deadline=None)
+@given(gaps=st.lists(st.sampled_from([1, 1, 1, 1, 2, 3, 4, 7, 29, 31, 61, 239, 241, 900]), min_size=1, max_size=400),
+       tf=st.sampled_from([5, 30, 240]), offset=st.sampled_from([0, 2, 60]))
+def test_aggregator_one_bar_at_a_time_equals_htf_bars(gaps: list[int], tf: int, offset: int) -> None:
+    """The live feeds' and incremental driver's aggregator gives exactly htf_bars' bars, at the same M1 bars,
+    whatever the holes (including bins that complete on the same bar as the next one)."""
+    minutes = 28_000_000 + np.cumsum(gaps)
+    idx = pd.to_datetime(minutes, unit="m", utc=True).as_unit("ns")
+    px = 1.1 + 1e-4 * np.sin(np.arange(len(idx)))
+    m1 = pd.DataFrame({"open": px, "high": px + 1e-5, "low": px - 1e-5, "close": px + 5e-6, "volume": 1.0},
+                      index=idx)
+    want = htf_bars(m1, tf, offset)
+    agg = HTFAggregator(tf, offset)
+    got = [(k, bar) for k, (m, o, h, lo, c) in enumerate(zip(minutes, px, px + 1e-5, px - 1e-5, px + 5e-6,
+                                                            strict=True))
+           if (bar := agg.step(int(m), o, h, lo, c, 1.0)) is not None]
+    assert [k for k, _ in got] == want["complete_at"].tolist()
+    assert [b[0] for _, b in got] == (want.index.as_unit("ns").asi8 // 60_000_000_000).tolist()
+    np.testing.assert_array_equal(np.array([b[1:] for _, b in got]).reshape(-1, 5),
+                                  want[["open", "high", "low", "close", "volume"]].to_numpy())
