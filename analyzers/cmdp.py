@@ -10,10 +10,14 @@ pre-trade validator's blocks and shrinks.
 
 from __future__ import annotations
 
+import datetime as dt
+
 import backtrader as bt
 
 from risk.drawdown import DrawdownGuard
 from risk.validator import PreTradeValidator
+
+_EPOCH_NUM = bt.date2num(dt.datetime(1970, 1, 1))
 
 
 class CmdpAnalyzer(bt.Analyzer):
@@ -31,15 +35,28 @@ class CmdpAnalyzer(bt.Analyzer):
         self.validator: PreTradeValidator | None = self.p.validator
         self.soft_zone_times: list[str] = []
         self._was_soft = False
-        self.daily_dd: list[float] = []  # per M1 bar, at the bar's worst price, for the drawdown plot
-        self.total_dd: list[float] = []
+        # per hour of the trading period: [hour (minutes since the epoch), max daily dd, max total dd] at the bars'
+        # worst prices, for the drawdown plot (hourly: a live process must not grow with the bars it has seen)
+        self.hours: list[list[float]] = []
+        self._last_len = 0
 
     def next(self) -> None:
+        d = self.strategy.datas[0]
+        n = len(d)
+        if n == self._last_len:
+            return
+        self._last_len = n
+        if n - 1 < getattr(self.strategy, "first_bar", 0):  # history bars: nothing is traded, nothing to report
+            return
         g = self.guard
-        self.daily_dd.append(g.daily_dd)
-        self.total_dd.append(g.total_dd)
-        if g.in_soft_zone and not self._was_soft:
-            self.soft_zone_times.append(self.data.datetime.datetime(0).isoformat())
+        hour = round((d.datetime[0] - _EPOCH_NUM) * 1440.0) // 60 * 60
+        if self.hours and self.hours[-1][0] == hour:
+            row = self.hours[-1]
+            row[1], row[2] = max(row[1], g.daily_dd), max(row[2], g.total_dd)
+        else:
+            self.hours.append([hour, g.daily_dd, g.total_dd])
+        if g.in_soft_zone and not self._was_soft and len(self.soft_zone_times) < 200:
+            self.soft_zone_times.append(d.datetime.datetime(0).isoformat())
         self._was_soft = g.in_soft_zone
 
     prenext = next
@@ -49,5 +66,5 @@ class CmdpAnalyzer(bt.Analyzer):
         out = self.guard.summary()
         out["blocked_actions"] = v.blocked if v else 0
         out["shrunk_actions"] = v.shrunk if v else 0
-        out["soft_zone_times"] = self.soft_zone_times[:200]
+        out["soft_zone_times"] = self.soft_zone_times
         return out

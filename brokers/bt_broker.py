@@ -21,11 +21,11 @@ from typing import TYPE_CHECKING
 import backtrader as bt
 
 from brokers.account import AccountView
-from brokers.instruments import Instrument
+from brokers.instruments import Instrument, get_instrument
 from brokers.sim import Fill, ForexSim, Rejection
 
 if TYPE_CHECKING:
-    from risk.drawdown import DrawdownGuard
+    from risk.drawdown import DrawdownGuard, DrawdownRules
 
 log = logging.getLogger(__name__)
 
@@ -194,24 +194,46 @@ class ForexBroker(bt.BrokerBase):
 
     def _apply_fill(self, fill: Fill, data) -> None:
         self.fills.append(fill)
-        units = fill.units
-        order = self._orders.pop(fill.order_id, None)
-        if order is None:  # broker-initiated: stop-loss, take-profit, stop-out
-            cls = bt.BuyOrder if units > 0 else bt.SellOrder
-            order = cls(owner=self._owner, data=data, size=abs(units), exectype=bt.Order.Market)
-            order.addinfo(reason=fill.reason)
-            order.addcomminfo(self.comminfo_fx)
-            order.submit(self)
-            order.accept(self)
-        pos = self.positions[data]
-        pprice_orig = pos.price
-        psize, pprice, opened, closed = pos.update(units, fill.price, data.datetime.datetime())
-        ci = self.comminfo_fx
-        per_unit = fill.commission / abs(units)
-        order.execute(
-            data.datetime[0], units, fill.price,
-            closed, ci.getoperationcost(closed, pprice_orig) if closed else 0.0, abs(closed) * per_unit,
-            opened, ci.getoperationcost(opened, fill.price), abs(opened) * per_unit,
-            self.sim.margin_used, fill.realised_pnl, psize, pprice,
-        )
-        self.notify(order)
+        execute_fill(self, self._orders.pop(fill.order_id, None), fill, data, self.sim.margin_used)
+
+
+def execute_fill(broker: bt.BrokerBase, order: bt.Order | None, fill: Fill, data, margin: float) -> bt.Order:
+    """Report ``fill`` to Backtrader as an execution of ``order`` (None: a fill the broker made on its own, a
+    stop-loss, take-profit, stop-out or equity stop, reported as a completed market order of its own, as
+    Backtrader's Oanda broker does with outside fills): the position, the order's executed parts, the notification.
+    Shared by the simulated and the live broker, so both report a fill the same way."""
+    units = fill.units
+    if order is None:
+        cls = bt.BuyOrder if units > 0 else bt.SellOrder
+        order = cls(owner=broker._owner, data=data, size=abs(units), exectype=bt.Order.Market)
+        order.addinfo(reason=fill.reason)
+        order.addcomminfo(broker.comminfo_fx)
+        order.submit(broker)
+        order.accept(broker)
+    pos = broker.positions[data]
+    pprice_orig = pos.price
+    psize, pprice, opened, closed = pos.update(units, fill.price, data.datetime.datetime())
+    ci = broker.comminfo_fx
+    per_unit = fill.commission / abs(units)
+    order.execute(
+        data.datetime[0], units, fill.price,
+        closed, ci.getoperationcost(closed, pprice_orig) if closed else 0.0, abs(closed) * per_unit,
+        opened, ci.getoperationcost(opened, fill.price), abs(opened) * per_unit,
+        margin, fill.realised_pnl, psize, pprice,
+    )
+    if order.owner is not None:  # a terminal's stop before the strategy sent anything has no one to tell
+        broker.notify(order)
+    return order
+
+
+def use_forex_broker(cerebro: bt.Cerebro, m1_feed, symbol: str, cash: float = 100_000.0, leverage: float = 30.0,
+                     rules: DrawdownRules | None = None) -> ForexBroker:
+    """Make our forex broker (costs, margin, stop-out, the drawdown rules enforced inside it) the broker of a user's
+    own Cerebro, trading ``m1_feed``; returns it. Rules default to ``configs/drawdown.yaml`` (prop, 5 % / 10 %)."""
+    from risk.drawdown import DrawdownGuard, DrawdownRules
+
+    sim = ForexSim(get_instrument(symbol), cash=cash, leverage=leverage)
+    broker = ForexBroker(sim, guard=DrawdownGuard(rules or DrawdownRules.from_config(), cash))
+    broker.set_data(m1_feed)
+    cerebro.setbroker(broker)
+    return broker

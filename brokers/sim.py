@@ -61,6 +61,17 @@ def utc_of(minute: int) -> dt.datetime:
     return _EPOCH + dt.timedelta(minutes=minute)
 
 
+def floor_price(units: int, avg_price: float, balance: float, floor: float, inst: Instrument) -> float:
+    """The close price at which the equity of a position of ``units`` opened at ``avg_price``, after the closing
+    commission, equals ``floor``: where the drawdown rules' equity stop sits (the simulation's stop inside a bar, the
+    live broker's protective stop-loss at the terminal)."""
+    room = floor + abs(units) / inst.contract_size * inst.commission_per_lot - balance  # unrealised P&L at the floor
+    if inst.quote_is_account:
+        return avg_price + room / units
+    k = 1.0 - room / units  # P&L = units * (p - avg) / p  =>  p = avg / (1 - room / units)
+    return avg_price / k if k > 0 else (math.inf if units < 0 else 0.0)
+
+
 @dataclass(frozen=True, slots=True)
 class Fill:
     """One execution. ``units`` (exact) and ``lots`` (= units / contract size) are signed (+ buy, - sell);
@@ -386,12 +397,7 @@ class ForexSim:
     def _check_equity_floor(self, o: float, h: float, lo: float, spread: float) -> Fill | None:
         """Close at the price where equity after the closing commission equals the floor."""
         lots, units = self.lots, self.units
-        room = self.equity_floor + abs(lots) * self._comm - self.balance  # unrealised P&L at the floor
-        if self._usd_quote:
-            close_px = self.avg_price + room / units
-        else:  # P&L = units * (p - avg) / p  =>  p = avg / (1 - room / units)
-            k = 1.0 - room / units
-            close_px = self.avg_price / k if k > 0 else (math.inf if lots < 0 else 0.0)
+        close_px = floor_price(units, self.avg_price, self.balance, self.equity_floor, self.instrument)
         if lots > 0:  # sells at bid
             if lo > close_px:
                 return None

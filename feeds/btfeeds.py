@@ -44,3 +44,17 @@ def htf_feed(m1: pd.DataFrame, tf_minutes: int, name: str, offset_minutes: int =
     frame["bar_open"] = [bt.date2num(t) for t in _naive(htf.index).to_pydatetime()]
     frame.index = _naive(m1.index[htf["complete_at"].to_numpy()])
     return HTFData(dataname=frame, name=name, timeframe=bt.TimeFrame.Minutes, compression=tf_minutes)
+
+
+def add_fx_feeds(cerebro: bt.Cerebro, m1: pd.DataFrame, symbol: str, h4_offset_minutes: int = 0,
+                 timeframes: tuple[int, ...] = (5, 240)) -> list[bt.feed.DataBase]:
+    """Add the feeds our strategies read to a user's own Cerebro: data0 the M1 bid bars (``feeds.loaders.load_bars``
+    gives them), data1 M5 and data2 H4 bars built by the one completion rule and delivered at the M1 bar that
+    completes them (then any other ``timeframes``). Returns the feeds, M1 first (give it to the broker)."""
+    feeds = [m1_feed(m1, name=f"{symbol}_M1")]
+    for tf in timeframes:
+        label = "H4" if tf == 240 else f"M{tf}"
+        feeds.append(htf_feed(m1, tf, name=f"{symbol}_{label}", offset_minutes=h4_offset_minutes if tf == 240 else 0))
+    for f in feeds:
+        cerebro.adddata(f)
+    return feeds

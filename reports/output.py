@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from reports import metrics, plots
@@ -31,9 +30,10 @@ def summarise(res: BacktestResult) -> dict[str, Any]:
         "total_return": final / cfg.cash - 1.0,
         "sharpe": metrics.sharpe(rets),
         "sortino": metrics.sortino(rets),
-        "max_drawdown": metrics.max_drawdown(res.equity, res.worst_equity, cfg.cash),
+        "max_drawdown": res.max_drawdown if res.max_drawdown is not None else
+        metrics.max_drawdown(res.equity, res.worst_equity, cfg.cash),
         "max_daily_drawdown": res.cmdp["max_daily_dd"],  # under the run's drawdown rules (cmdp.mode)
-        "buy_hold_return": float(res.close[-1] / res.close[0] - 1.0),
+        "buy_hold_return": float(res.close[-1] / res.start_close - 1.0),
         "trades": len(res.trades),
         "fills": len(res.fills),
         "rejected_orders": len(res.rejections),
@@ -87,14 +87,11 @@ def write_outputs(res: BacktestResult, out: Path, tearsheet: bool = True,
     if len(fills):
         fills.insert(0, "datetime", pd.to_datetime(fills["minute"], unit="m", utc=True))
     fills.to_csv(out / "fills.csv", index=False)
-    cmdp = strat.analyzers.cmdp
-    k = res.first_bar
-    plots.plot_drawdown(res.index, np.asarray(cmdp.daily_dd[k:]), np.asarray(cmdp.total_dd[k:]),
-                        res.cmdp["daily_limit"], res.cmdp["total_limit"], res.cmdp["soft_zone"], res.cmdp["mode"],
-                        out / "drawdown.png")
+    plots.plot_drawdown(strat.analyzers.cmdp.hours, res.cmdp["daily_limit"], res.cmdp["total_limit"],
+                        res.cmdp["soft_zone"], res.cmdp["mode"], out / "drawdown.png")
     if tearsheet:
         rets = metrics.daily_returns(res.index, res.equity, res.config.cash)
-        bench = buy_hold_returns(res.index, res.close)
+        bench = buy_hold_returns(res.index, res.close, res.start_close)
         title = f"{res.strategy} on {res.config.symbol} ({res.index[0]:%Y-%m-%d} to {res.index[-1]:%Y-%m-%d})"
         write_tearsheet(rets, bench, out / "tearsheet.html", title)
     return summary

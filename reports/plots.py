@@ -65,12 +65,15 @@ def plot_m1_vs_limit(entries: list[tuple[int, float, float]], path: Path) -> Pat
     return _save(fig, path)
 
 
-def plot_drawdown(index: pd.DatetimeIndex, daily: np.ndarray, total: np.ndarray, daily_limit: float,
-                  total_limit: float, soft_zone: float, mode: str, path: Path) -> Path:
+def plot_drawdown(hours: list[list[float]], daily_limit: float, total_limit: float, soft_zone: float, mode: str,
+                  path: Path) -> Path:
+    """Hourly maxima of the daily and total drawdown (``analyzers.cmdp.CmdpAnalyzer.hours``) vs the limits."""
     fig, ax = plt.subplots(figsize=(11, 3.5))
-    s = pd.DataFrame({"daily": daily, "total": total}, index=index[: len(daily)]).resample("1h").max().dropna()
-    ax.plot(s.index, 100 * s["daily"], lw=0.8, label="daily drawdown")
-    ax.plot(s.index, 100 * s["total"], lw=0.8, label="total drawdown")
+    if hours:
+        h = np.asarray(hours, dtype=np.float64)
+        at = _times(h[:, 0])
+        ax.plot(at, 100 * h[:, 1], lw=0.8, label="daily drawdown")
+        ax.plot(at, 100 * h[:, 2], lw=0.8, label="total drawdown")
     for y, style, lab in ((daily_limit, "--", "daily limit"), (total_limit, "-.", "total limit"),
                           (soft_zone, ":", "soft zone")):
         ax.axhline(100 * y, ls=style, color="grey", lw=1, label=lab)

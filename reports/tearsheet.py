@@ -34,11 +34,12 @@ logging.getLogger("matplotlib.font_manager").setLevel(logging.ERROR)
 log = logging.getLogger(__name__)
 
 
-def buy_hold_returns(index: pd.DatetimeIndex, close) -> pd.Series:
-    """Daily returns of holding the symbol (bid closes, unlevered) from the period's first bar, on the same FX
-    trading days as the strategy (``metrics.daily_returns``)."""
+def buy_hold_returns(index: pd.DatetimeIndex, close, start_close: float | None = None) -> pd.Series:
+    """Daily returns of holding the symbol (bid closes, unlevered) from the close of the period's first bar
+    (``start_close``; default ``close[0]``), on the same FX trading days as the strategy (``metrics.daily_returns``)."""
     close = np.asarray(close, dtype=np.float64)
-    return metrics.daily_returns(index, close, float(close[0])).rename("buy_hold")
+    return metrics.daily_returns(index, close, float(close[0] if start_close is None else start_close)
+                                 ).rename("buy_hold")
 
 
 def _open_drawdowns_counted(orig: Callable) -> Callable:

@@ -178,6 +178,14 @@ class DrawdownGuard:
         self.floor = max(daily, total)
         sim.equity_floor = self.floor
 
+    def floor_at(self, minute: int, balance: float, equity: float) -> float:
+        """The floor ``before_bar`` will set for a bar opening at ``minute`` if the account is then at ``balance`` /
+        ``equity``, without changing any state: what a live broker's protective stop must sit at before the bar
+        comes (the boundary logic is ``before_bar``'s)."""
+        new_day = self._next_boundary >= 0 and minute >= self._next_boundary
+        day_ref, day_peak = (balance, equity) if new_day else (self.day_ref, self.day_peak)
+        return max(floors(self.rules, self.initial, day_ref, self.peak, day_peak))
+
     def after_bar(self, sim, minute: int) -> None:
         """Measure at the bar's worst price; record soft-zone entries and breaches; halt on a breach."""
         worst = min(sim.worst_equity, sim.equity)

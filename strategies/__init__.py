@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from brokers.bt_broker import use_forex_broker
+from feeds.btfeeds import add_fx_feeds
 from strategies.base import FxStrategy
 from strategies.mtf_marl import MtfMarl
 from strategies.random_agent import RandomAgent
@@ -16,7 +18,8 @@ STRATEGIES: dict[str, type[FxStrategy]] = {
     "td3": Td3Agent,
 }
 
-__all__ = ["STRATEGIES", "FxStrategy", "get_strategy"]
+__all__ = ["STRATEGIES", "BuyHold", "FxStrategy", "MtfMarl", "RandomAgent", "SmaCross", "Td3Agent", "add_fx_feeds",
+           "get_strategy", "use_forex_broker"]
 
 
 def get_strategy(name: str) -> type[FxStrategy]:

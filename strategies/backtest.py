@@ -63,7 +63,8 @@ class BacktestConfig:
 @dataclass(frozen=True)
 class BacktestResult:
     """The trading period's bars (``index``, ``close``, ``equity``, ``worst_equity``). Bar numbers the strategy
-    records (decisions, CMDP series) count from the first bar fed, ``first_bar`` bars earlier."""
+    records count from the first bar fed, ``first_bar`` bars earlier. A live run's result holds hourly rows
+    instead (``reports.live``), with the exact ``max_drawdown`` and the number of M1 ``m1_bars`` it saw."""
 
     strategy: str
     config: BacktestConfig
@@ -79,10 +80,18 @@ class BacktestResult:
     elapsed_s: float
     strategy_obj: bt.Strategy
     first_bar: int = 0
+    max_drawdown: float | None = None
+    m1_bars: int | None = None
+    first_close: float | None = None
+
+    @property
+    def start_close(self) -> float:
+        """The close of the period's first M1 bar (buy-and-hold starts there)."""
+        return float(self.close[0]) if self.first_close is None else self.first_close
 
     @property
     def bars(self) -> int:
-        return len(self.index)
+        return len(self.index) if self.m1_bars is None else self.m1_bars
 
 
 def run_backtest(strategy: str | type[FxStrategy], m1: pd.DataFrame, config: BacktestConfig,

@@ -37,7 +37,8 @@ class FxStrategy(bt.Strategy):
     :param instrument: the traded instrument (default: the broker's)
     :param context: a precomputed ``MarketContext`` over exactly the M1 feed's bars, or None (incremental)
     :param validator: the pre-trade validator agent targets go through (None: unchecked)
-    :param first_bar: position of the first bar of the trading period
+    :param first_bar: position of the first bar of the trading period; -1: the first bar a live feed delivers live
+        (after its backfill of history)
     :param h4_offset_minutes: H4 bin offset of an incremental context (as ``build_context``'s)
     """
 
@@ -59,11 +60,12 @@ class FxStrategy(bt.Strategy):
         self.inst: Instrument = self.p.instrument or account.instrument
         if self.inst.symbol != account.instrument.symbol:
             raise ValueError(f"{name} was given {self.inst.symbol} but the broker trades {account.instrument.symbol}")
+        self.first_bar = self.p.first_bar if self.p.first_bar >= 0 else int(getattr(self.m1, "history_bars", 0))
         self.ctx: MarketContext | IncrementalContext | None = self.p.context
         self.validator: PreTradeValidator | None = self.p.validator
         self._incremental = self.uses_context and self.ctx is None
         if self._incremental:
-            self.ctx = IncrementalContext(load_macro(), self.p.h4_offset_minutes, first_bar=self.p.first_bar)
+            self.ctx = IncrementalContext(load_macro(), self.p.h4_offset_minutes, first_bar=self.first_bar)
 
     def bar(self) -> int:
         """Position of the current M1 bar; an incremental context is given the bar first (once)."""
@@ -88,8 +90,12 @@ class FxStrategy(bt.Strategy):
         return {}
 
     def trading(self) -> bool:
-        """Whether the trading period has begun (the current bar is not history)."""
-        return len(self.m1) - 1 >= self.p.first_bar
+        """Whether orders may go out on this bar: the trading period has begun (the bar is not history), and a live
+        feed is not catching up on bars that closed while it was disconnected (only the newest is traded on)."""
+        if len(self.m1) - 1 < self.first_bar:
+            return False
+        catching_up = getattr(self.m1, "catching_up", None)
+        return not (catching_up is not None and catching_up())
 
     def position_lots(self) -> float:
         return self.getposition(self.m1).size / self.inst.contract_size

@@ -51,7 +51,8 @@ def test_backtest_trades_and_reports_only_the_period(fx_dir: Path, macro_dir: Pa
     assert res.index[0] == START and res.first_bar == int(m1.index.searchsorted(START))
     assert len(res.equity) == len(res.index) == len(res.close) == len(m1) - res.first_bar
     assert res.fills and min(f.minute for f in res.fills) >= minute_of(START)
-    assert len(res.strategy_obj.analyzers.cmdp.daily_dd) == len(m1)  # CMDP series count from the feed's first bar
+    hours = res.strategy_obj.analyzers.cmdp.hours  # the drawdown series covers the period only
+    assert hours[0][0] == minute_of(START) and len(hours) == len(pd.unique(res.index.floor("1h")))
 
     hold = run_backtest("buy_hold", m1, BacktestConfig(symbol="EURUSD", trade_from=START))
     assert len(hold.fills) == 1 and hold.fills[0].minute == minute_of(hold.index[1])  # next bar's open
