@@ -164,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     cerebro = bt.Cerebro(stdstats=False, exactbars=1, quicknotify=False)  # bounded line buffers: a live run is long
     cerebro.addstore(store)
-    feeds = live_feeds(store, history_days=args.history_days)
+    feeds = live_feeds(store, history_days=args.history_days, timeframes=cls.timeframes)
     for f in feeds:
         cerebro.adddata(f)
     if args.paper:

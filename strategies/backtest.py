@@ -19,7 +19,7 @@ from brokers.bt_broker import ForexBroker
 from brokers.instruments import get_instrument
 from brokers.sim import Fill, ForexSim, Rejection
 from features.context import build_context
-from feeds.btfeeds import htf_feed, m1_feed
+from feeds.btfeeds import add_fx_feeds
 from feeds.loaders import to_utc
 from feeds.macro import load_macro
 from risk.drawdown import DrawdownGuard, DrawdownRules
@@ -113,17 +113,14 @@ def run_backtest(strategy: str | type[FxStrategy], m1: pd.DataFrame, config: Bac
     broker = ForexBroker(sim, on_bar=on_bar, guard=guard)
 
     cerebro = bt.Cerebro(stdstats=False, runonce=True, preload=True)
-    feed = m1_feed(m1, name=f"{inst.symbol}_M1")
-    m5 = htf_feed(m1, 5, name=f"{inst.symbol}_M5")
-    h4 = htf_feed(m1, 240, name=f"{inst.symbol}_H4", offset_minutes=config.h4_offset_minutes)
-    for tf, have in (("m5", len(m5.p.dataname)), ("h4", len(h4.p.dataname))):
-        need = cls.min_bars(dict(config.strategy_params)).get(tf, 0)
-        if have < need:
-            raise ValueError(f"{strategy} needs at least {need} complete {tf.upper()} bars, the data give {have}: "
-                             "use a longer period")
-    cerebro.adddata(feed)
-    cerebro.adddata(m5)
-    cerebro.adddata(h4)
+    feeds = add_fx_feeds(cerebro, m1, inst.symbol, config.h4_offset_minutes, cls.timeframes)
+    for tf, f in zip(cls.timeframes, feeds[1:], strict=True):
+        name = "h4" if tf == 240 else f"m{tf}"
+        need = cls.min_bars(dict(config.strategy_params)).get(name, 0)
+        if len(f.p.dataname) < need:
+            raise ValueError(f"{strategy} needs at least {need} complete {name.upper()} bars, the data give "
+                             f"{len(f.p.dataname)}: use a longer period")
+    feed = feeds[0]
     broker.set_data(feed)
     cerebro.setbroker(broker)
     validator = PreTradeValidator(inst, on_excess=config.on_excess)

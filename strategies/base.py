@@ -43,14 +43,17 @@ class FxStrategy(bt.Strategy):
     """
 
     uses_context = False
+    timeframes: tuple[int, ...] = (5, 240)
+    """higher-timeframe feeds after the M1 one, in order: data1 M5, data2 H4 (a strategy may add e.g. 30: data3)"""
     params = (("instrument", None), ("context", None), ("validator", None), ("first_bar", 0),
               ("h4_offset_minutes", 0))
 
     def __init__(self) -> None:
         name = type(self).__name__
-        if len(self.datas) < 3:
-            raise ValueError(f"{name} needs the M1, M5 and H4 feeds of one symbol as data0, data1, data2 "
-                             f"(it got {len(self.datas)}): add them with feeds.add_fx_feeds(cerebro, m1_bars, symbol)")
+        if len(self.datas) < 1 + len(self.timeframes):
+            raise ValueError(f"{name} needs the M1 feed and the {', '.join(f'{t}-minute' for t in self.timeframes)} "
+                             f"feeds of one symbol (it got {len(self.datas)} feeds): add them with "
+                             "feeds.btfeeds.add_fx_feeds(cerebro, m1_bars, symbol) (or strategies.add_fx_feeds)")
         self.m1, self.m5, self.h4 = self.datas[0], self.datas[1], self.datas[2]
         account = getattr(self.broker, "account", None)
         if account is None:

@@ -246,10 +246,10 @@ def test_faults_lose_nothing_and_duplicate_nothing(fx_dir: Path, tmp_path: Path)
     """Requote storms, disconnects, timeouts that executed, partial fills, closed markets: every unknown outcome is
     reconciled, nothing is sent twice or lost, the final position is the one the strategy wanted."""
     out = tmp_path / "live"
-    p = _run("run_live.py", "--strategy", "random", "--backend", "sim", "--sim-data", str(fx_dir), "--symbol",
-             "EURUSD", "--sim-start", START, "--sim-end", END, "--history-days", HISTORY, "--out", str(out),
-             "--sim-faults", "requote=0.08,disconnect=0.004,timeout_executed=0.05,partial=0.05,market_closed=0.01,"
-                             "too_many_requests=0.01", "--sim-seed", "5")
+    p = _run("run_live.py", "--strategy", "sma_cross", "--backend", "sim", "--sim-data", str(fx_dir), "--symbol",
+             "EURUSD", "--sim-start", START, "--sim-end", END, "--history-days", "8", "--out", str(out),
+             "--sim-faults", "requote=0.15,disconnect=0.004,timeout_executed=0.15,partial=0.15,market_closed=0.03,"
+                             "too_many_requests=0.03", "--sim-seed", "5")
     assert p.returncode == 0, p.stderr[-3000:]
     lv = json.loads((out / "summary.json").read_text())["live"]
     sim = lv["simulator"]
@@ -273,13 +273,13 @@ def test_a_killed_live_process_restarts_without_duplicates(fx_dir: Path, tmp_pat
     same journal: positions and open intents are reconciled, no order is duplicated or lost."""
     port = _free_port()
     server = subprocess.Popen([sys.executable, "-m", "stores.mt5_sim_server", "--sim-data", str(fx_dir), "--symbol",
-                               "EURUSD", "--sim-start", START, "--sim-end", END, "--history-days", HISTORY,
-                               "--port", str(port), "--sim-faults", "timeout_executed=0.1", "--sim-seed", "2"],
+                               "EURUSD", "--sim-start", START, "--sim-end", END, "--history-days", "8",
+                               "--port", str(port), "--sim-faults", "timeout_executed=0.2", "--sim-seed", "2"],
                               cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     out = tmp_path / "live"
     args = [sys.executable, str(REPO_ROOT / "run_live.py"), "--no-progress", "--no-tearsheet", "--strategy",
-            "random", "--backend", "mt5linux", "--symbol", "EURUSD", "--port", str(port), "--sim-clock",
-            "--server-tz", "Europe/Athens", "--history-days", HISTORY, "--out", str(out)]
+            "sma_cross", "--backend", "mt5linux", "--symbol", "EURUSD", "--port", str(port), "--sim-clock",
+            "--server-tz", "Europe/Athens", "--history-days", "8", "--out", str(out)]
     env = {**os.environ, "MT5_LOGIN": "10000001", "MT5_SERVER": "MTF-Simulator"}
     try:
         for _ in range(100):  # the server is up when the port answers
@@ -296,7 +296,7 @@ def test_a_killed_live_process_restarts_without_duplicates(fx_dir: Path, tmp_pat
                     n = sqlite3.connect(journal).execute("SELECT COUNT(*) FROM intents").fetchone()[0]
                 except sqlite3.OperationalError:
                     n = 0
-                if n >= 15:
+                if n >= 8:
                     break
             if first.poll() is not None:
                 pytest.fail(f"the first run ended early: {first.stderr.read()[-2000:]}")
