@@ -29,6 +29,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
@@ -37,6 +38,38 @@ log = logging.getLogger(__name__)
 Backend = Literal["mt5", "mt5linux", "sim"]
 IPC_ERRORS = (-10003, -10004, -10005)
 """RES_E_INTERNAL_FAIL_INIT / _CONNECT / _TIMEOUT: the terminal link, not the request, failed"""
+# Defined on the mt5linux server once: turns a result into plain data (dicts, lists, arrays), so one request is one
+# round trip (a result left on the server as an rpyc proxy costs one round trip per attribute read).
+_PLAIN = """
+def _mtf_plain(x):
+    import numpy
+    if x is None or isinstance(x, (bool, int, float, str, bytes, numpy.ndarray)):
+        return x
+    if hasattr(x, "_asdict"):
+        return {"__result__": type(x).__name__, **{k: _mtf_plain(v) for k, v in x._asdict().items()}}
+    if isinstance(x, dict):
+        return {k: _mtf_plain(v) for k, v in x.items()}
+    if isinstance(x, (tuple, list)):
+        return {"__seq__": [_mtf_plain(v) for v in x]}
+    return x
+"""
+
+
+class Result(SimpleNamespace):
+    """A MetaTrader 5 result brought over the mt5linux bridge as plain data, read by attribute like the original."""
+
+    def _asdict(self) -> dict[str, Any]:
+        return dict(vars(self))
+
+
+def _local(x: Any) -> Any:
+    if isinstance(x, dict):
+        if "__seq__" in x:
+            return tuple(_local(v) for v in x["__seq__"])
+        if "__result__" in x:
+            return Result(**{k: _local(v) for k, v in x.items() if k != "__result__"})
+        return {k: _local(v) for k, v in x.items()}
+    return x
 _OFFSET_RE = re.compile(r"^([+-])(\d{2}):?(\d{2})$")
 
 
@@ -161,7 +194,9 @@ class MT5Store:
     def stop(self) -> None:
         if self.connected:
             try:
-                self.api.shutdown()
+                self.invoke("shutdown")
+            except (OSError, ConnectionError, EOFError):
+                pass
             finally:
                 self.connected = False
         self.started = False
@@ -199,12 +234,21 @@ class MT5Store:
                     from mt5linux import MetaTrader5 as Bridge
 
                     self._api = Bridge(host=self.config.host, port=self.config.port)
+                    self._api.execute(_PLAIN)
             except ImportError as e:
                 need = "MetaTrader5 (Windows only)" if b == "mt5" else "mt5linux==1.0.11"
                 raise TerminalError(f"backend {b!r} needs {need}: pip install -e '.[live]'") from e
             except (OSError, ConnectionError) as e:
                 raise TerminalError(f"no mt5linux server at {self.config.host}:{self.config.port}: {e}") from e
         return self._api
+
+    def invoke(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        """One terminal function, once: over mt5linux one round trip that brings the result back as plain data."""
+        if self.config.backend != "mt5linux":
+            return getattr(self.api, name)(*args, **kwargs)
+        from rpyc.utils.classic import obtain
+
+        return _local(obtain(self.api.eval(f"_mtf_plain(mt5.{name}(*{args!r}, **{kwargs!r}))")))
 
     def connect(self) -> None:
         """initialize + login + select the symbol; back-off and retry on IPC errors."""
@@ -221,7 +265,7 @@ class MT5Store:
         raise TerminalError(f"MetaTrader 5 unreachable after {self.config.max_reconnect_attempts} attempts")
 
     def _initialize(self) -> bool:
-        c, api = self._creds, self.api
+        c = self._creds
         kwargs: dict[str, Any] = {"timeout": self.config.timeout_ms}
         if c.login is not None:
             kwargs["login"] = c.login
@@ -230,12 +274,12 @@ class MT5Store:
         if c.server is not None:
             kwargs["server"] = c.server
         try:
-            ok = api.initialize(self.config.terminal_path, **kwargs) if self.config.terminal_path else \
-                api.initialize(**kwargs)
+            ok = self.invoke("initialize", self.config.terminal_path, **kwargs) if self.config.terminal_path else \
+                self.invoke("initialize", **kwargs)
+            return bool(ok) and bool(self.invoke("symbol_select", self.config.symbol, True))
         except (OSError, ConnectionError, EOFError) as e:  # the rpyc link itself
             log.warning("terminal link: %s", type(e).__name__)
             return False
-        return bool(ok) and bool(api.symbol_select(self.config.symbol, True))
 
     def _reconnect(self) -> None:
         self.connected = False
@@ -252,7 +296,7 @@ class MT5Store:
 
     def _last_error(self) -> tuple[int, str]:
         try:
-            code, msg = self.api.last_error()
+            code, msg = self.invoke("last_error")
             return int(code), str(msg)
         except (OSError, ConnectionError, EOFError):
             return IPC_ERRORS[1], "no connection to the terminal"
@@ -269,7 +313,7 @@ class MT5Store:
         result, which may legitimately be empty; None only when the terminal answered an error (logged)."""
         for _ in range(self.config.max_reconnect_attempts):
             try:
-                result = getattr(self.api, name)(*args, **kwargs)
+                result = self.invoke(name, *args, **kwargs)
             except (OSError, ConnectionError, EOFError):
                 result, code = None, IPC_ERRORS[1]
             else:
@@ -287,7 +331,7 @@ class MT5Store:
         """``order_send`` exactly once (never repeated here: an outcome may be unknown); (result, last_error). A
         broken link is re-established afterwards so the caller can reconcile."""
         try:
-            result = self.api.order_send(request)
+            result = self.invoke("order_send", request)
         except (OSError, ConnectionError, EOFError):
             result = None
         err = (1, "Success") if result is not None else self._last_error()
@@ -350,7 +394,10 @@ class MT5Store:
     def _check_server_time(self) -> None:
         """Estimate server - UTC from the last tick against the clock (to the half hour); warn on disagreement
         with the configured zone, use it when none is configured."""
-        tick = self.api.symbol_info_tick(self.config.symbol)
+        try:
+            tick = self.invoke("symbol_info_tick", self.config.symbol)
+        except (OSError, ConnectionError, EOFError):
+            return
         if tick is None:
             return
         estimate = round((float(tick.time) - self.now()) / 1800.0) * 1800.0
