@@ -125,7 +125,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.checkpoint is not None and "checkpoint" not in keys:
             raise ValueError(f"--checkpoint does not apply to {args.strategy}")
         mismatch = None
-        if issubclass(cls, AgentStrategy):
+        agent = issubclass(cls, AgentStrategy)
+        if agent:
             path = args.checkpoint or cls.default_checkpoint
             mismatch = check_symbol(cls.read_manifest(path), inst.symbol, args.allow_symbol_mismatch, path)
             params["allow_symbol_mismatch"] = args.allow_symbol_mismatch
@@ -162,6 +163,8 @@ def main(argv: list[str] | None = None) -> int:
 
     out = args.out or REPO_ROOT / "runs" / f"live-{args.strategy}-{inst.symbol}-{args.backend}"
     out.mkdir(parents=True, exist_ok=True)
+    if agent:
+        params["decision_log"] = out / "decisions.csv"  # every decision with its latency
     cerebro = bt.Cerebro(stdstats=False, exactbars=1, quicknotify=False)  # bounded line buffers: a live run is long
     cerebro.addstore(store)
     feeds = live_feeds(store, history_days=args.history_days, timeframes=cls.timeframes)

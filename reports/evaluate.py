@@ -30,6 +30,7 @@ import logging
 import math
 import sys
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -176,6 +177,7 @@ def row_from_run(task: Task, out: Path) -> tuple[dict[str, Any], pd.Series]:
         raise EvaluationError(f"{task.name}: the daily returns of equity.csv give Sharpe {sharpe}, summary.json "
                               f"says {s['sharpe']}: the PSR would not describe the reported run")
     trials, note = selection_trials(task.strategy, task.checkpoint)
+    warned = json.loads((out / "warnings.json").read_text()) if (out / "warnings.json").is_file() else {}
     psr, dsr = sharpe_probabilities(rets.to_numpy(), trials)
     costs = s["costs"]
     c = s["cmdp"]
@@ -188,7 +190,9 @@ def row_from_run(task: Task, out: Path) -> tuple[dict[str, Any], pd.Series]:
         "psr": psr, "dsr": dsr, "trials": trials, "trials_note": note, "days": len(rets),
         "buy_hold_return": s["buy_hold_return"], "seed": s["seed"],
         "checkpoint": _rel(Path(task.checkpoint)) if task.checkpoint else None,
-        "symbol_mismatch": s.get("symbol_mismatch"), "run": Path(task.out).name, "elapsed_s": s["elapsed_s"],
+        "symbol_mismatch": s.get("symbol_mismatch"), "warnings": sum(warned.values()),
+        "warning_lines": dict(sorted(warned.items(), key=lambda kv: -kv[1])[:5]), "run": Path(task.out).name,
+        "elapsed_s": s["elapsed_s"],
     }
     equity = (1.0 + rets).cumprod() * s["initial_cash"]
     equity.attrs["initial_cash"] = s["initial_cash"]
@@ -218,17 +222,26 @@ def run_task(task: Task, reuse: bool = False) -> dict[str, Any]:
     equity. With ``reuse`` a run folder left by the same task (same checkpoint bytes) is read instead."""
     from run_backtest import main as run_backtest_main
 
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")  # before the capture
     out = Path(task.out)
     key = _task_key(task)
     done = out / "task.json"
     if not (reuse and done.is_file() and json.loads(done.read_text()) == key and (out / "summary.json").is_file()):
         err = io.StringIO()
-        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-            rc = run_backtest_main(task.argv())
+        root = logging.getLogger()
+        saved = root.handlers[:], root.level
+        handler = logging.StreamHandler(err)  # the run's log warnings go to the row, not to the grid's terminal
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        root.handlers, root.level = [handler], logging.WARNING
+        try:
+            with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+                rc = run_backtest_main(task.argv())
+        finally:
+            root.handlers, root.level = saved
+        lines = [ln for ln in err.getvalue().splitlines() if ln.strip()]
         if rc != 0:
-            lines = [ln for ln in err.getvalue().splitlines() if ln.strip()]
             raise EvaluationError(f"{task.name}: run_backtest exited {rc}: {lines[-1] if lines else '(no message)'}")
+        warnings = Counter(ln for ln in lines if ln.startswith("WARNING"))
+        (out / "warnings.json").write_text(json.dumps(dict(sorted(warnings.items())), indent=2) + "\n")
         done.write_text(json.dumps(key, indent=2) + "\n")
     row, equity = row_from_run(task, out)
     return {"row": row, "initial_cash": float(equity.attrs["initial_cash"]),

@@ -69,6 +69,8 @@ def write_outputs(res: BacktestResult, out: Path, tearsheet: bool = True,
     out.mkdir(parents=True, exist_ok=True)
     strat = res.strategy_obj
     summary = {**summarise(res), **(extra or {})}
+    if hasattr(strat, "decision_stats"):  # agent strategies: decision latency and drift against the training data
+        summary["decisions"] = strat.decision_stats()
     if hasattr(strat, "coordination"):  # agent strategies: coordination metrics and plots
         summary["coordination"] = strat.coordination()
         plots.plot_h4_limit(strat.decisions, out / "h4_limit.png")

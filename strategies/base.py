@@ -3,18 +3,23 @@ agent targets through the pre-trade validator."""
 
 from __future__ import annotations
 
+import collections
 import datetime as dt
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
 import backtrader as bt
+import numpy as np
+import pandas as pd
 
 from agents.checkpoint import check_symbol
 from agents.observations import ObservationBuilder
 from brokers.account import AccountView
 from brokers.instruments import Instrument
 from features.context import MarketContext
+from features.drift import DriftMonitor
 from features.incremental import IncrementalContext
 from feeds.macro import load_macro
 from risk.validator import PreTradeValidator, Verdict, validated_target
@@ -117,6 +122,7 @@ class FxStrategy(bt.Strategy):
         if not self.trading():
             return Verdict("block", acct.lots, "history bar: before the trading period")
         verdict = validated_target(self.validator, acct, target, float(self.ctx.h4_atr[i]))
+        self.target_of_last_decision = verdict.lots
         if verdict.lots != acct.lots:
             self.target_lots(verdict.lots)
         return verdict
@@ -131,10 +137,11 @@ class AgentStrategy(FxStrategy):
     :param checkpoint: checkpoint folder (``weights.pt`` + ``manifest.json``); default ``default_checkpoint``
     :param allow_symbol_mismatch: trade a checkpoint trained on another symbol (refused otherwise); the run's
         ``symbol_mismatch`` then names the symbol it was trained on
+    :param decision_log: a CSV file to append every decision to, with its latency (live runs)
     """
 
     uses_context = True
-    params = (("checkpoint", None), ("allow_symbol_mismatch", False))
+    params = (("checkpoint", None), ("allow_symbol_mismatch", False), ("decision_log", None))
     default_checkpoint: Path
 
     @classmethod
@@ -160,6 +167,14 @@ class AgentStrategy(FxStrategy):
             log.warning("checkpoint trained on %s, trading %s", self.symbol_mismatch, self.inst.symbol)
         self.max_exposure = float(self.manifest["env_config"]["max_exposure"])
         self.obs: ObservationBuilder | None = None
+        ranges = self.manifest.get("feature_ranges")
+        self.drift = DriftMonitor(ranges) if ranges else None
+        if self.drift is None:
+            log.info("%s: the checkpoint records no training feature ranges; drift is not monitored", path)
+        self.latencies: collections.deque = collections.deque(maxlen=20_000)  # ms per decision, the most recent
+        self._decision_log = open(self.p.decision_log, "a", buffering=1) if self.p.decision_log else None
+        if self._decision_log is not None and self._decision_log.tell() == 0:
+            self._decision_log.write("time,latency_ms,target_lots,position_lots,drift\n")
 
     def prenext(self) -> None:
         self.next()
@@ -171,7 +186,37 @@ class AgentStrategy(FxStrategy):
                 raise ValueError(f"{type(self).__name__} observes the drawdown state: its broker needs a drawdown "
                                  "guard (brokers.use_forex_broker, or ForexBroker(sim, guard=DrawdownGuard(...)))")
             self.obs = ObservationBuilder(self.ctx, self.inst, acct.initial_cash, acct.guard.rules, self.max_exposure)
+        t0 = time.perf_counter()
         i = self.bar()
         self.obs.after_bar(i, acct)
         if self.ctx.decides_at(i) and self.trading():
             self.decide(i, acct)
+            drift = self._incremental and self.drift is not None and self.drift.check(
+                int(self.ctx.minutes[i]), self.ctx.m1_features[i], self.ctx.h4_features[i])
+            ms = (time.perf_counter() - t0) * 1e3
+            self.latencies.append(ms)
+            log.debug("decision at bar %d in %.3f ms", i, ms)
+            if self._decision_log is not None:
+                when = pd.Timestamp(int(self.ctx.minutes[i]), unit="m", tz="UTC").isoformat()
+                self._decision_log.write(f"{when},{ms:.4f},{self.target_of_last_decision},{acct.lots},{int(drift)}\n")
+
+    target_of_last_decision = 0.0
+
+    def stop(self) -> None:
+        if self._decision_log is not None:
+            self._decision_log.close()
+
+    def decision_stats(self) -> dict[str, object]:
+        """Decision latency (the most recent decisions) and drift counts, for summary.json."""
+        lat = np.asarray(self.latencies)
+        out: dict[str, object] = {"decisions": len(lat)}
+        if len(lat):
+            out |= {"latency_p50_ms": round(float(np.percentile(lat, 50)), 4),
+                    "latency_p99_ms": round(float(np.percentile(lat, 99)), 4)}
+        if self.drift is not None:
+            if not self._incremental and not self.drift.checks:  # a backtest's decisions, checked at once
+                ctx = self.ctx
+                rows = slice(max(ctx.first_ready, self.first_bar), len(ctx) - 1)
+                self.drift.check_all(ctx.m1_features[rows], ctx.h4_features[rows])
+            out["drift"] = self.drift.summary()
+        return out

@@ -4,7 +4,10 @@ TD3 single-agent baseline.
     python -m training.ablation --seeds 0 1 2 --runs runs/ablation --out docs/ablation
 
 Variants can be trained in separate processes (``--variants td3 --seeds 1``, one per core), then a last call
-with all variants reuses the finished runs and writes the table.
+with all variants reuses the finished runs and writes the table. Or on Ray (the ``[distributed]`` extra): with
+``--workers N`` every missing (variant, seed) run is a Ray task of 1 CPU, N at a time on this machine, or on a
+cluster with ``--ray-address auto|ray://HOST:PORT``; each task is the same call as a run in this process, so it
+gives the same run bit for bit (``tests/test_sweep.py``).
 
 Every variant trains on the same periods with the same budget and seeds, and is validated by the same
 evaluation code. Writes ``ablation.md`` (for the policy selected by validation score: Sharpe, return,
@@ -35,6 +38,7 @@ from features.context import MarketContext
 from reports import metrics
 from training.common import EnvConfig, RunPlan
 from training.data import period_contexts
+from training.distributed import run_ordered
 from training.evaluate import MIN_ACTIVE_DAYS, evaluate_hierarchical, evaluate_single
 
 VARIANTS = ("mtf_marl_shared", "mtf_marl_smdp", "mtf_marl_separate", "td3")
@@ -60,9 +64,15 @@ class Args(RunPlan):
     """where the training runs go"""
     out: str = "docs/ablation"
     """where the table and the plot go"""
+    workers: int = 1
+    """training runs at a time: 1 trains them one after the other in this process; more run each missing
+    (variant, seed) as a Ray task of 1 CPU (the [distributed] extra)"""
+    ray_address: str = ""
+    """join a Ray cluster (auto or ray://HOST:PORT) instead of starting Ray on this machine"""
 
 
 def _train(variant: str, seed: int, args: Args, out: Path) -> dict:
+    """One training run: the same call in this process and in a Ray task."""
     common = {f.name: getattr(args, f.name) for f in fields(RunPlan)} | {"seed": seed, "out": str(out)}
     if variant == "td3":
         from training import train_td3
@@ -112,12 +122,11 @@ def main(args: Args) -> Path:
     unknown = set(args.variants) - set(VARIANTS)
     if unknown:
         raise ValueError(f"unknown variants {sorted(unknown)}; known: {VARIANTS}")
-    results: dict[str, list[dict]] = {v: [] for v in args.variants}
-    for variant in args.variants:
-        for seed in args.seeds:
-            run = runs / f"{variant}-s{seed}"
-            f = run / "train_summary.json"
-            results[variant].append(json.loads(f.read_text()) if f.exists() else _train(variant, seed, args, run))
+    todo = [(v, s, args, runs / f"{v}-s{s}") for v in args.variants for s in args.seeds
+            if not (runs / f"{v}-s{s}" / "train_summary.json").exists()]
+    run_ordered(_train, todo, args.workers, args.ray_address or None)
+    results: dict[str, list[dict]] = {v: [json.loads((runs / f"{v}-s{s}" / "train_summary.json").read_text())
+                                          for s in args.seeds] for v in args.variants}
     symbol = next(iter(results.values()))[0]["args"]["symbol"]
     test_ctx = period_contexts(symbol, args.test_start, args.test_end)
     bh = buy_and_hold(test_ctx)

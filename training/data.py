@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from features.context import MarketContext, build_context, history_start
+from features.drift import feature_ranges
 from feeds.loaders import load_bars
 from feeds.macro import load_macro
 from feeds.paths import fx_data_dir
@@ -37,3 +38,10 @@ def period_contexts(symbol: str, start: str, end: str, data: str | Path | None =
     if not out:
         raise ValueError(f"{symbol} {start}..{end}: no segment long enough after the feature warm-up")
     return out
+
+
+def context_feature_ranges(contexts: list[MarketContext]) -> dict:
+    """The training period's feature ranges for a checkpoint's manifest (``features.drift``): the bars after each
+    context's warm-up."""
+    return feature_ranges([c.m1_features[c.first_ready:] for c in contexts],
+                          [c.h4_features[c.first_ready:] for c in contexts])

@@ -32,7 +32,7 @@ from agents.observations import H4_OBS_DIM, M1_BIAS_SLOT, M1_LIMIT_SLOT, M1_OBS_
 from features.engine import DEFAULT_SPEC
 from feeds.paths import REPO_ROOT
 from training.common import TrainArgs
-from training.data import period_contexts
+from training.data import context_feature_ranges, period_contexts
 from training.evaluate import evaluate_hierarchical, validation_score
 from training.hier_env import HierarchicalForexEnv
 
@@ -67,8 +67,8 @@ def learner_config(args: Args) -> MTFMARLConfig:
     return MTFMARLConfig(gamma=args.gamma, h4_credit=args.h4_credit)
 
 
-def manifest(args: Args, step: int, extra: dict | None = None) -> dict:
-    return args.base_manifest(ALGORITHM, step) | {
+def manifest(args: Args, step: int, extra: dict | None = None, ranges: dict | None = None) -> dict:
+    return args.base_manifest(ALGORITHM, step) | ({"feature_ranges": ranges} if ranges else {}) | {
         "obs": {"state": STATE_DIM, "h4": H4_OBS_DIM, "m1": M1_OBS_DIM, "m1_h4_slots": [M1_LIMIT_SLOT, M1_BIAS_SLOT]},
         "learner_config": learner_config(args).to_dict(), **(extra or {})}
 
@@ -83,6 +83,7 @@ class Trainer:
         self.cfg = args.env_config()
         self.train_ctx = period_contexts(args.symbol, args.train_start, args.train_end, args.data or None)
         self.val_ctx = period_contexts(args.symbol, args.val_start, args.val_end, args.data or None)
+        self.ranges = context_feature_ranges(self.train_ctx)  # drift monitoring in backtests and live
         self.envs = [HierarchicalForexEnv(c, self.cfg) for c in self.train_ctx]
         for k, env in enumerate(self.envs):
             env.np_random = np.random.default_rng([args.seed, k])
@@ -118,7 +119,8 @@ class Trainer:
                 "updates": self.learner.updates, "best_score": self.best_score, "history": self.history}
 
     def save(self, path: Path) -> None:
-        save_checkpoint(path, self.state_tensors(), manifest(self.args, self.step, {"rng": self.rng_state()}))
+        save_checkpoint(path, self.state_tensors(), manifest(self.args, self.step, {"rng": self.rng_state()},
+                                                             self.ranges))
 
     def load(self, path: Path) -> None:
         tensors, man = load_checkpoint(path, DEFAULT_SPEC.to_dict(), ALGORITHM)
@@ -189,7 +191,7 @@ def main(args: Args) -> dict:
         if res["score"] > tr.best_score:  # keep the best policy by validation score
             tr.best_score = res["score"]
             save_checkpoint(out / "best", {n: m.state_dict() for n, m in learner.modules(full=False).items()},
-                            manifest(a, tr.step, {"validation": res}))
+                            manifest(a, tr.step, {"validation": res}, tr.ranges))
 
     env, o_h4, s = new_episode()
     a_h4 = None

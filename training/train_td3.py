@@ -43,7 +43,7 @@ from agents.observations import STATE_DIM
 from features.context import MarketContext
 from feeds.paths import REPO_ROOT
 from training.common import EnvConfig, TrainArgs
-from training.data import period_contexts
+from training.data import context_feature_ranges, period_contexts
 from training.env import ForexEnv
 from training.evaluate import evaluate_single, validation_score
 
@@ -59,9 +59,9 @@ class Args(TrainArgs):
     """std of the Gaussian exploration noise on the actions"""
 
 
-def manifest(args: Args, step: int, extra: dict | None = None) -> dict:
-    return args.base_manifest(ALGORITHM, step) | {"obs": {"state": STATE_DIM}, "net_arch": list(args.net_arch),
-                                                  **(extra or {})}
+def manifest(args: Args, step: int, extra: dict | None = None, ranges: dict | None = None) -> dict:
+    return args.base_manifest(ALGORITHM, step) | ({"feature_ranges": ranges} if ranges else {}) | {
+        "obs": {"state": STATE_DIM}, "net_arch": list(args.net_arch), **(extra or {})}
 
 
 def actor_tensors(model: TD3) -> dict[str, Any]:
@@ -111,9 +111,9 @@ class Validation(BaseCallback):
     """Every ``eval_every`` steps: evaluate the deterministic actor on the validation contexts, log it to
     TensorBoard, and save ``best`` when the score improves."""
 
-    def __init__(self, args: Args, val_ctx: list[MarketContext], out: Path) -> None:
+    def __init__(self, args: Args, val_ctx: list[MarketContext], out: Path, ranges: dict | None = None) -> None:
         super().__init__()
-        self.args, self.val_ctx, self.out = args, val_ctx, out
+        self.args, self.val_ctx, self.out, self.ranges = args, val_ctx, out, ranges
         self.best_score = -np.inf
         self.history: list[dict] = []
 
@@ -136,7 +136,7 @@ class Validation(BaseCallback):
         if res["score"] > self.best_score:  # keep the best policy by validation score
             self.best_score = res["score"]
             save_checkpoint(self.out / "best", actor_tensors(model), manifest(a, self.num_timesteps,
-                                                                             {"validation": res}))
+                                                                             {"validation": res}, self.ranges))
         return res
 
 
@@ -158,7 +158,8 @@ def main(args: Args) -> dict:
                 gradient_steps=1, action_noise=NormalActionNoise(np.zeros(2), np.full(2, args.action_noise)),
                 policy_kwargs={"net_arch": list(args.net_arch)}, seed=args.seed, device="cpu",
                 tensorboard_log=str(out / "tb") if args.tensorboard else None)
-    callback = Validation(args, val_ctx, out)
+    ranges = context_feature_ranges(train_ctx)
+    callback = Validation(args, val_ctx, out, ranges)
     t0 = time.perf_counter()
     # CRUCIAL: ForexEnv reports the end of an episode window as ``truncated``; SB3's replay buffer keeps
     # bootstrapping through it (handle_timeout_termination) and only a drawdown breach is terminal
@@ -166,7 +167,7 @@ def main(args: Args) -> dict:
     if not callback.history or callback.history[-1]["step"] != model.num_timesteps:
         callback.validate()
     save_checkpoint(out / "last", actor_tensors(model), manifest(args, model.num_timesteps,
-                                                                 {"validation": callback.history[-1]}))
+                                                                 {"validation": callback.history[-1]}, ranges))
     model.save(out / "sb3_last.zip")  # only for continuing training with SB3's TD3.load; never backtested
     elapsed = time.perf_counter() - t0
     summary = {"steps": int(model.num_timesteps), "updates": int(model._n_updates),

@@ -1,0 +1,200 @@
+"""Walk-forward: for each EURUSD test year from 2020 on, train on the years before it, select on the year before it,
+test on the year; then the last fold's agents on the other instruments' years (out of sample by instrument only).
+
+    python -m training.walk_forward --seeds 0 1 2 --workers 2 --runs runs/walk_forward
+
+Folds follow the data (``training.periods.walk_forward_folds``): with EURUSD 2017, 2019, 2020, 2022, 2023 and
+2024 they are test 2020 (select 2019, train 2017), test 2022 (select 2020: 2021 is not in the data; train 2017,
+2019), test 2023 (select 2022, train 2017-2020) and test 2024 (select 2023, train 2017-2022). For each fold,
+trainer and seed one training run (``training.train_mtf_marl`` / ``training.train_td3``, the same call as run
+alone; a Ray task of 1 CPU each with ``--workers`` > 1 or ``--ray-address``) keeps its best checkpoint by
+validation score; the fold's selected checkpoint is the best of its seeds (ties: the lowest seed), copied to
+``RUNS/<fold>/<trainer>-selected`` with ``trials`` (every validation of every seed) in its manifest. The test year
+decides nothing.
+
+Resumable: finished runs (``train_summary.json``) are reused, an interrupted MTF-MARL run continues from its
+``last`` checkpoint (exact), an interrupted TD3 run starts again; test evaluations are cached per checkpoint.
+
+Tests here go through the training envs (``training.evaluate``, which matches the backtest fill for fill); the
+published table, with PSR and DSR and the rule baselines, is made from ``RUNS/walk_forward.json`` by
+``python -m reports.walk_forward`` through ``run_backtest``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import importlib
+import json
+import shutil
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import tyro
+
+from agents.checkpoint import load_mtf_marl_actors, load_td3_actor
+from feeds.paths import REPO_ROOT, fx_data_dir
+from training.common import EnvConfig, RunPlan
+from training.data import period_contexts
+from training.distributed import run_ordered
+from training.evaluate import evaluate_hierarchical, evaluate_single
+from training.periods import Fold, find_periods, walk_forward_folds
+from training.sweep import RESUMABLE, TRAINERS, trainer_args
+
+
+@dataclass
+class Args:
+    """Folds, trainers, seeds and budget of a walk-forward."""
+
+    symbol: str = "EURUSD"
+    """instrument trained on"""
+    first_test_year: int = 2020
+    """first test year"""
+    test_years: tuple[int, ...] = ()
+    """only these test years (default: every fold the data allow from first_test_year)"""
+    trainers: tuple[str, ...] = ("mtf_marl", "td3")
+    """trainers (training.sweep.TRAINERS)"""
+    seeds: tuple[int, ...] = (0,)
+    """seeds per fold and trainer; the fold selects the best of them by validation score"""
+    total_steps: int = 300_000
+    """environment steps per training run"""
+    learning_starts: int = 20_000
+    """random steps before learning"""
+    eval_every: int = 50_000
+    """steps between validations"""
+    days: int = 0
+    """> 0: every period (training, validation, test) ends DAYS days after it starts (tiny runs); 0: whole years"""
+    other_symbols: tuple[str, ...] = ("GBPUSD", "USDJPY", "XAUUSD")
+    """instruments the last fold's agents are also tested on, every year the data hold"""
+    data: str = ""
+    """M1 data folder; empty: $MTF_DATA_DIR or ../shared/data/fx"""
+    workers: int = 1
+    """runs at a time: 1 in this process, more as Ray tasks of 1 CPU (the [distributed] extra)"""
+    ray_address: str = ""
+    """join a Ray cluster (auto or ray://HOST:PORT) instead of starting Ray on this machine"""
+    runs: str = "runs/walk_forward"
+    """training runs, selected checkpoints and walk_forward.json"""
+
+
+def _period(first_year: int, last_year: int, days: int) -> tuple[str, str]:
+    """(start, end) from the first year's 1 January to the last year's 31 December, or ``days`` days long."""
+    if days > 0:
+        return f"{first_year}-01-01", str(dt.date(first_year, 1, 1) + dt.timedelta(days=days - 1))
+    return f"{first_year}-01-01", f"{last_year}-12-31"
+
+
+def fold_plan(fold: Fold, args: Args) -> RunPlan:
+    """The fold's training and validation periods and budget."""
+    tr = _period(fold.train_years[0], fold.train_years[-1], args.days)
+    va = _period(fold.val_year, fold.val_year, args.days)
+    return RunPlan(train_start=tr[0], train_end=tr[1], val_start=va[0], val_end=va[1], total_steps=args.total_steps,
+                   learning_starts=args.learning_starts, eval_every=args.eval_every)
+
+
+def train_run(trainer: str, plan: RunPlan, seed: int, symbol: str, data: str, out: str) -> dict[str, Any]:
+    """One training run (reused when finished; an MTF-MARL run continues from its last checkpoint)."""
+    done = Path(out) / "train_summary.json"
+    if done.is_file():
+        return json.loads(done.read_text())
+    settings = asdict(plan) | {"seed": seed, "symbol": symbol, "data": data, "out": out, "tensorboard": False}
+    if trainer in RESUMABLE and (Path(out) / "last" / "manifest.json").is_file():
+        settings["resume"] = str(Path(out) / "last")
+    return importlib.import_module(TRAINERS[trainer]).main(trainer_args(trainer, settings))
+
+
+def select(trainer: str, runs: list[Path], seeds: tuple[int, ...], dst: Path, fold: Fold) -> dict[str, Any]:
+    """Copy the best seed's best checkpoint to ``dst`` with the number of candidates behind it in its manifest."""
+    summaries = [json.loads((r / "train_summary.json").read_text()) for r in runs]
+    k = max(range(len(runs)), key=lambda i: (summaries[i]["best_score"], -seeds[i]))
+    candidates = sum(len(s["history"]) for s in summaries)
+    if dst.exists():
+        shutil.rmtree(dst)
+    shutil.copytree(runs[k] / "best", dst)
+    man = json.loads((dst / "manifest.json").read_text())
+    man |= {"trials": candidates,
+            "trials_note": f"walk-forward {fold.name}: best validation score on {fold.val_year} of {len(runs)} "
+                           f"seed(s) x their validations ({candidates} candidates)",
+            "walk_forward": {"fold": asdict(fold), "seed": seeds[k], "score": summaries[k]["best_score"]}}
+    (dst / "manifest.json").write_text(json.dumps(man, indent=2, default=str) + "\n")
+    return {"seed": seeds[k], "score": summaries[k]["best_score"], "trials": candidates,
+            "val": max(summaries[k]["history"], key=lambda h: h["score"])}
+
+
+def evaluate_checkpoint(trainer: str, checkpoint: str, symbol: str, start: str, end: str, data: str) -> dict[str, Any]:
+    """The checkpoint over a test period through the training envs (cached in the checkpoint's folder)."""
+    ck = Path(checkpoint)
+    key = {"symbol": symbol, "period": [start, end],
+           "weights": hashlib.sha256((ck / "weights.pt").read_bytes()).hexdigest()}
+    cache = ck / f"test_{symbol}_{start}_{end}.json"
+    if cache.is_file() and json.loads(cache.read_text())["key"] == key:
+        return json.loads(cache.read_text())["result"]
+    ctx = period_contexts(symbol, start, end, data or None)
+    if trainer == "td3":
+        actor, man = load_td3_actor(ck)
+        res = evaluate_single(ctx, replace(EnvConfig.from_dict(man["env_config"]), symbol=symbol), actor)
+    else:
+        h4, m1, man = load_mtf_marl_actors(ck)
+        res = evaluate_hierarchical(ctx, replace(EnvConfig.from_dict(man["env_config"]), symbol=symbol), h4, m1)
+    cache.write_text(json.dumps({"key": key, "result": res}, indent=2) + "\n")
+    return res
+
+
+def main(args: Args) -> dict[str, Any]:
+    unknown = [t for t in args.trainers if t not in TRAINERS or t == "four_agent"]
+    if unknown:
+        raise ValueError(f"walk-forward trainers must be among {sorted(set(TRAINERS) - {'four_agent'})}; got {unknown}")
+    data = str(Path(args.data).resolve()) if args.data else str(fx_data_dir())
+    runs = (Path(args.runs) if Path(args.runs).is_absolute() else REPO_ROOT / args.runs).resolve()
+    years = [y for _, y, _ in find_periods([Path(data)], [args.symbol])]
+    folds = walk_forward_folds(years, args.first_test_year, list(args.test_years) or None)
+    t0 = time.perf_counter()
+    jobs = [(t, fold_plan(f, args), s, args.symbol, data, str(runs / f.name / f"{t}-s{s}"))
+            for f in folds for t in args.trainers for s in args.seeds]
+    run_ordered(train_run, jobs, args.workers, args.ray_address or None)
+    rows, evals = [], []
+    for f in folds:
+        for t in args.trainers:
+            dst = runs / f.name / f"{t}-selected"
+            sel = select(t, [runs / f.name / f"{t}-s{s}" for s in args.seeds], args.seeds, dst, f)
+            test = _period(f.test_year, f.test_year, args.days)
+            rows.append({"fold": f.name, **asdict(f), "adjacent_validation": f.adjacent, "trainer": t,
+                         "symbol": args.symbol, "test_start": test[0], "test_end": test[1],
+                         "checkpoint": str(dst.relative_to(runs)), "out_of_sample": "time", **sel})
+            evals.append((t, str(dst), args.symbol, test[0], test[1], data))
+    # the last fold's agents (trained on the most EURUSD years) on the other instruments' years
+    last = {r["trainer"]: r for r in rows if r["fold"] == folds[-1].name}
+    want = {x.upper() for x in args.other_symbols}
+    for sym, y, _ in find_periods([Path(data)]) if want else []:
+        if sym not in want:
+            continue
+        for t in args.trainers:
+            test = _period(y, y, args.days)
+            by_time = y > folds[-1].val_year
+            rows.append(last[t] | {"fold": f"{folds[-1].name}-on-{sym}{y}", "symbol": sym, "test_start": test[0],
+                                   "test_end": test[1], "out_of_sample": "instrument and time" if by_time else
+                                   "instrument only (its training years include this year)"})
+            evals.append((t, str(runs / last[t]["checkpoint"]), sym, test[0], test[1], data))
+    results = run_ordered(evaluate_checkpoint, evals, args.workers, args.ray_address or None)
+    for r, res in zip(rows, results, strict=True):
+        r["test"] = res
+    plan = {"args": asdict(args), "data": data, "folds": [asdict(f) for f in folds], "rows": rows,
+            "elapsed_s": round(time.perf_counter() - t0, 1)}
+    text = json.dumps(plan, indent=2, default=str)
+    (runs / "walk_forward.json").write_text(text + "\n")
+    lines = ["| fold | trainer | symbol | train | select | test | seed | val. score | test return | test Sharpe "
+             "| max daily DD | max total DD | breaches |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        te = r["test"]
+        lines.append(f"| {r['fold']} | {r['trainer']} | {r['symbol']} | {'+'.join(map(str, r['train_years']))} | "
+                     f"{r['val_year']} | {r['test_start']}..{r['test_end']} | {r['seed']} | {r['score']:.2f} | "
+                     f"{te['total_return']:+.2%} | {te['sharpe']:.2f} | {te['max_daily_dd']:.2%} | "
+                     f"{te['max_total_dd']:.2%} | {te['breaches']} |")
+    (runs / "walk_forward.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return json.loads(text)
+
+
+if __name__ == "__main__":
+    main(tyro.cli(Args))
