@@ -39,6 +39,9 @@ M1_WINDOW = 1000
 H4_WINDOW = 600
 """complete H4 bars the H4 features are recomputed over (496, 112 days, already change nothing)"""
 VOLUME_WINDOW = 20  # features.engine.volume_ratio's default, as build_context uses it
+_ATR_PERIOD = 14
+if H4_SPEC.warmup_bars <= _ATR_PERIOD:  # readiness is decided without the ATR: past the H4 warm-up it is defined
+    raise RuntimeError("the H4 warm-up must be longer than the H4 ATR's period")
 _NS = 60_000_000_000
 
 
@@ -121,8 +124,7 @@ class IncrementalContext:
 
     @property
     def first_ready(self) -> int:
-        """The first bar a decision may be taken on; -1 until there is one."""
-        self.flush()
+        """The first bar a decision may be taken on; -1 until there is one (known without computing features)."""
         return self._first_ready
 
     def decides_at(self, i: int) -> bool:
@@ -132,9 +134,10 @@ class IncrementalContext:
 
     # ------------------------------------------------------------------ the driver
     def append(self, time: pd.Timestamp | int, o: float, h: float, lo: float, c: float) -> int:
-        """Add the next closed M1 bar (open time, UTC ns or a Timestamp; bid OHLC); returns its position. Its
-        features are computed when first read, together with every bar appended before (a live feed's backfill
-        of weeks of history is then one pass of the engine, not one per bar); the values are the same."""
+        """Add the next closed M1 bar (open time, UTC ns or a Timestamp; bid OHLC); returns its position. The
+        cheap part runs now (the H4 bins, whether a decision may be taken on it); its features are computed when
+        first read, together with every bar appended before (a live feed's backfill of weeks of history is then
+        one pass of the engine, not one per bar). The values are the same either way."""
         t = int(time) if isinstance(time, int | np.integer) else pd.Timestamp(time).tz_convert("UTC").value
         if t <= self._last_t:
             raise ValueError(f"bars must move forward in time: {pd.Timestamp(t, tz='UTC')} after "
@@ -142,63 +145,45 @@ class IncrementalContext:
         if not (lo > 0.0 and lo <= o <= h and lo <= c <= h):  # also rejects NaN
             raise ValueError(f"bad bar at {pd.Timestamp(t, tz='UTC')}: o={o} h={h} l={lo} c={c}")
         self._last_t = t
-        self._pending.append((t, float(o), float(h), float(lo), float(c)))
+        done = self._h4_step(t // _NS, o, h, lo, c)
+        i = len(self)
+        if self._first_ready < 0 and i >= max(self.spec.warmup_bars, self.first_bar) \
+                and self._h4_n - 1 >= H4_SPEC.warmup_bars and t >= self._trade_from_ns:
+            self._first_ready = i  # build_context's rule (its H4 ATR test holds: the warm-up outlasts the ATR's)
+        self._pending.append((t, float(o), float(h), float(lo), float(c), done))
         if len(self._pending) >= self.capacity:
             self.flush()
-        return len(self) - 1
-
-    def flush(self) -> None:
-        """Compute the features of the bars appended since the last read."""
-        if self._pending:
-            p, self._pending = self._pending, []
-            t = np.array([b[0] for b in p], np.int64)  # exact: nanoseconds do not fit a float64
-            px = np.array([b[1:] for b in p])
-            self.extend(t, px[:, 0], px[:, 1], px[:, 2], px[:, 3])
+        return i
 
     def extend(self, times_ns: np.ndarray, o: np.ndarray, h: np.ndarray, lo: np.ndarray, c: np.ndarray) -> None:
-        """Add several closed M1 bars at once (a backfill): the same values as appending them one by one, computed
-        in one pass of the engine over the block."""
-        if self._pending:
-            self.flush()
-        times_ns = np.asarray(times_ns, dtype=np.int64)
-        o, h, lo, c = (np.asarray(a, dtype=np.float64) for a in (o, h, lo, c))
-        k = len(times_ns)
-        if k == 0:
+        """Add several closed M1 bars at once (a backfill); the same as appending them one by one."""
+        for row in zip(np.asarray(times_ns, dtype=np.int64).tolist(), *(np.asarray(a, dtype=np.float64).tolist()
+                                                                       for a in (o, h, lo, c)), strict=True):
+            self.append(*row)
+        self.flush()
+
+    def flush(self) -> None:
+        """Compute the features of the bars appended since the last read, in one pass of the engine."""
+        if not self._pending:
             return
-        if k > self.capacity:  # more than can be held: feed it in parts (each part still sees M1_WINDOW before)
-            for a in range(0, k, self.capacity):
-                self.extend(times_ns[a:a + self.capacity], o[a:a + self.capacity], h[a:a + self.capacity],
-                            lo[a:a + self.capacity], c[a:a + self.capacity])
-            return
-        last = int(self._time[self._n - 1 - self._offset]) if self._n else None
-        steps = np.diff(times_ns)
-        if (last is not None and times_ns[0] <= last) or (steps <= 0).any():
-            bad = 0 if last is not None and times_ns[0] <= last else int(np.argmax(steps <= 0)) + 1
-            prev = last if bad == 0 else int(times_ns[bad - 1])
-            raise ValueError(f"bars must move forward in time: {pd.Timestamp(int(times_ns[bad]), tz='UTC')} after "
-                             f"{pd.Timestamp(prev, tz='UTC')}")
-        ok = (lo > 0.0) & (lo <= o) & (o <= h) & (lo <= c) & (c <= h)  # also rejects NaN
-        if not ok.all():
-            j = int(np.argmin(ok))
-            raise ValueError(f"bad bar at {pd.Timestamp(int(times_ns[j]), tz='UTC')}: o={o[j]} h={h[j]} l={lo[j]} "
-                             f"c={c[j]}")
-        self._last_t = max(self._last_t, int(times_ns[-1]))
+        p, self._pending = self._pending, []
+        k = len(p)
+        times_ns = np.array([b[0] for b in p], np.int64)  # exact: nanoseconds do not fit a float64
+        px = np.array([b[1:5] for b in p])
         if self._n - self._offset + k > len(self._time):
             self._compact(k)
         b0 = self._n - self._offset  # buffer row of the first new bar
         rows = slice(b0, b0 + k)
         self._time[rows], self._minute[rows] = times_ns, times_ns // _NS
-        self._o[rows], self._hi[rows], self._lo[rows], self._c[rows] = o, h, lo, c
-        first = self._n
+        self._o[rows], self._hi[rows], self._lo[rows], self._c[rows] = px[:, 0], px[:, 1], px[:, 2], px[:, 3]
         self._n += k
-        # H4 bars by the one completion rule, bar by bar; their features in one pass over the new ones
-        done_at = [j for j in range(k) if self._h4_step(int(times_ns[j] // _NS), o[j], h[j], lo[j], c[j])]
+        # the H4 bars completed among these (already stored by append): their features in one pass
+        done_at = [j for j, b in enumerate(p) if b[5]]
         new_h4 = len(done_at)
         if new_h4:
             rows_h4, atr_h4 = self._h4_features(new_h4)
         # M1 features: the engine over the new bars and the M1_WINDOW before them, newest k rows
-        a = max(0, b0 + k - (M1_WINDOW + k - 1))
-        sl = slice(a, b0 + k)
+        sl = slice(max(0, b0 - M1_WINDOW + 1), b0 + k)
         raw = raw_feature_arrays(self._time[sl], self._hi[sl], self._lo[sl], self._c[sl], self.macro, self.spec,
                                  rows=k)
         self._m1[rows] = finish(raw[-k:], self.spec)
@@ -214,10 +199,6 @@ class IncrementalContext:
                 nxt += 1
             r = b0 + j
             self._h4[r], self._atr[r], self._pos[r] = h4_row, h4_atr, pos
-            if self._first_ready < 0 and first + j >= max(self.spec.warmup_bars, self.first_bar) \
-                    and pos >= H4_SPEC.warmup_bars \
-                    and math.isfinite(h4_atr) and times_ns[j] >= self._trade_from_ns:
-                self._first_ready = first + j
         self._h4_row, self._h4_atr = h4_row, h4_atr
 
     def _compact(self, room: int) -> None:
@@ -251,5 +232,5 @@ class IncrementalContext:
         sl = slice(max(0, self._h4_held - (H4_WINDOW + new - 1)), self._h4_held)
         hi, lo, cl = (np.ascontiguousarray(self._h4_hlc[sl, j]) for j in range(3))
         raw = raw_feature_arrays(self._h4_time[sl], hi, lo, cl, self.macro, H4_SPEC, rows=new)
-        atr = talib.ATR(hi, lo, cl, timeperiod=14)  # as build_context: NaN until defined
+        atr = talib.ATR(hi, lo, cl, timeperiod=_ATR_PERIOD)  # as build_context: NaN until defined
         return finish(raw[-new:], H4_SPEC), atr[-new:]

@@ -154,6 +154,14 @@ def test_strategy_and_env_take_the_same_actions(trained: Path, fx_dir, macro_dir
     bars = np.array(sorted(env_equity))
     np.testing.assert_allclose(res.equity[bars], [env_equity[b] for b in bars], rtol=1e-9)
     assert res.strategy_obj.coordination()["m1_constraint_violations"] == 0
+    # the live path: features computed bar by bar in the strategy (features.incremental), the same actions
+    live = run_backtest(MtfMarl, m1, BacktestConfig(symbol="EURUSD", precompute_features=False,
+                                                    strategy_params={"checkpoint": trained / "best"}))
+    last = int(ctx.minutes[-1])  # live has no last bar to keep free: it also decides there (an order that cannot fill)
+    assert [e for e in live.strategy_obj.entries if e[0] != last] == bt_targets
+    assert [d for d in live.strategy_obj.decisions if d[0] != last] == res.strategy_obj.decisions
+    assert live.fills == res.fills
+    np.testing.assert_array_equal(live.equity, res.equity)
 
 
 def _trend(days: int = 45, pips_per_min: float = 1.0) -> pd.DataFrame:

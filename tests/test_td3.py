@@ -107,6 +107,12 @@ def test_strategy_and_env_take_the_same_actions(tmp_path: Path, fx_dir, macro_di
     bars = np.array(sorted(env_equity))
     np.testing.assert_allclose(res.equity[bars], [env_equity[b] for b in bars], rtol=1e-9)
     assert len(res.fills) > 100
+    # the live path: features computed bar by bar in the strategy (features.incremental), the same actions
+    live = run_backtest(LoggedTd3, m1, BacktestConfig(symbol="EURUSD", precompute_features=False,
+                                                      strategy_params={"checkpoint": tmp_path / "ck"}))
+    last = len(m1) - 1  # live has no last bar to keep free: it also decides there (an order that cannot fill)
+    assert [t for t in live.strategy_obj.targets if t[0] != last] == bt_targets and live.fills == res.fills
+    np.testing.assert_array_equal(live.equity, res.equity)
 
 
 def test_mismatched_checkpoint_is_refused(tmp_path: Path) -> None:

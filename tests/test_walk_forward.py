@@ -1,0 +1,61 @@
+"""training.walk_forward (folds from the data, train/select/test per fold, resumable) and reports.walk_forward
+(the published table through run_backtest), on a tiny budget."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from reports import walk_forward as report
+from tests.ray_fixtures import ray_session  # noqa: F401
+from training import walk_forward
+from training.periods import Fold, walk_forward_folds
+
+
+def test_folds_follow_the_data_years() -> None:
+    folds = walk_forward_folds([2017, 2019, 2020, 2022, 2023, 2024])
+    assert folds == [Fold(2020, 2019, (2017,)), Fold(2022, 2020, (2017, 2019)), Fold(2023, 2022, (2017, 2019, 2020)),
+                     Fold(2024, 2023, (2017, 2019, 2020, 2022))]
+    assert [f.adjacent for f in folds] == [True, False, True, True]
+    assert walk_forward_folds([2017, 2019, 2020], test_years=[2020]) == [Fold(2020, 2019, (2017,))]
+    with pytest.raises(ValueError, match="no walk-forward fold"):
+        walk_forward_folds([2019, 2020])
+
+
+@pytest.mark.usefixtures("ray_session")
+def test_tiny_walk_forward_trains_selects_tests_and_reports(tmp_path: Path, fx_dir: Path) -> None:
+    args = walk_forward.Args(test_years=(2020,), seeds=(0, 1), trainers=("mtf_marl",), total_steps=400,
+                             learning_starts=200, eval_every=200, days=40, other_symbols=("GBPUSD",),
+                             data=str(fx_dir), workers=2, runs=str(tmp_path / "wf"))
+    plan = walk_forward.main(args)
+    rows = plan["rows"]
+    assert [(r["fold"], r["symbol"]) for r in rows] == [("test2020", "EURUSD"), ("test2020-on-GBPUSD2017", "GBPUSD")]
+    r = rows[0]
+    assert (r["train_years"], r["val_year"], r["test_start"], r["test_end"]) == ([2017], 2019, "2020-01-01",
+                                                                                 "2020-02-09")
+    man = json.loads((tmp_path / "wf" / r["checkpoint"] / "manifest.json").read_text())
+    seeds = [json.loads((tmp_path / "wf" / "test2020" / f"mtf_marl-s{s}" / "train_summary.json").read_text())
+             for s in (0, 1)]
+    assert man["trials"] == sum(len(s["history"]) for s in seeds) == r["trials"]
+    assert man["val_period"] == ["2019-01-01", "2019-02-09"] and man["train_period"] == ["2017-01-01", "2017-02-09"]
+    assert r["score"] == max(s["best_score"] for s in seeds)
+    assert rows[1]["out_of_sample"].startswith("instrument only") and rows[1]["checkpoint"] == r["checkpoint"]
+    assert {"total_return", "sharpe", "max_daily_dd", "breaches"} <= set(r["test"])
+    # resumable: a second call reuses every run and every test evaluation
+    stamp = (tmp_path / "wf" / "test2020" / "mtf_marl-s0" / "train_summary.json").stat().st_mtime_ns
+    again = walk_forward.main(args)
+    assert [x["test"] for x in again["rows"]] == [x["test"] for x in rows]
+    assert (tmp_path / "wf" / "test2020" / "mtf_marl-s0" / "train_summary.json").stat().st_mtime_ns == stamp
+    # the published table: the selected agents and a baseline through run_backtest, with PSR/DSR and the target
+    out = tmp_path / "walk_forward.md"
+    assert report.main(["--runs", str(tmp_path / "wf"), "--baselines", "buy_hold", "--history-days", "10",
+                        "--workers", "2", "--no-progress", "--out", str(out)]) == 0
+    md = out.read_text()
+    assert "| test2020 | EURUSD | 2017 | 2019 |" in md and "| buy_hold |" in md and "(trained" not in md
+    assert "test2020-on-GBPUSD2017" in md and "Sharpe > 1.5" in md and "not by time" in md
+    bt = json.loads((tmp_path / "wf" / "walk_forward_backtests.json").read_text())
+    assert [(b["strategy"], b["symbol"]) for b in bt] == [("mtf_marl", "EURUSD"), ("buy_hold", "EURUSD"),
+                                                           ("mtf_marl", "GBPUSD"), ("buy_hold", "GBPUSD")]
+    assert bt[0]["trials"] == r["trials"] and bt[1]["trials"] == 1 and bt[2]["symbol_mismatch"] is not None
