@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import json
 import logging
 import shutil
@@ -199,14 +200,19 @@ def test_macro_publication_lag(macro: pd.DataFrame) -> None:
     assert np.all(compute_features(bars, None)[:, F["vix"] :] == 0.0)
 
 
+@functools.cache
+def _us_holidays() -> frozenset[dt.date]:
+    from pandas.tseries.holiday import USFederalHolidayCalendar
+
+    return frozenset(USFederalHolidayCalendar().holidays("1950-01-01", "2030-12-31").date)
+
+
 def _published_brute_force(day: dt.date, series: str) -> dt.datetime:
     """Publication time (UTC) of ``day``'s observation, by hand: the next UTC midnight for VIX and 10y-2y, the
     next US business day (no weekend, no federal holiday) at 9:00 New York for fed funds."""
     if series != "fed_funds":
         return dt.datetime.combine(day + dt.timedelta(days=1), dt.time(0), tzinfo=dt.UTC)
-    from pandas.tseries.holiday import USFederalHolidayCalendar
-
-    holidays = set(USFederalHolidayCalendar().holidays("2015-01-01", "2026-12-31").date)
+    holidays = _us_holidays()
     d = day + dt.timedelta(days=1)
     while d.weekday() >= 5 or d in holidays:
         d += dt.timedelta(days=1)
