@@ -31,6 +31,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--symbol", default=None,
                    help="instrument (default: the one a --data file's name carries, e.g. GBPUSD_M1_2017.csv; "
                         "EURUSD for a folder)")
+    p.add_argument("--data-utc-offset", type=float, default=None,
+                   help="hours the data's clock is ahead of UTC: required for MetaTrader 5 exports (broker server time)")
+    p.add_argument("--data-clock", default=None,
+                   help="the data's wall clock as an IANA zone (e.g. Europe/Athens for an MT5 server on EET), or "
+                        "America/New_York / EET-7 to override HistData's clock rule")
     p.add_argument("--force-symbol", action="store_true",
                    help="trade the --data file as --symbol even though its name says another symbol")
     p.add_argument("--start", default=None, help="first day, UTC (YYYY-MM-DD)")
@@ -99,7 +104,8 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         say(f"loading {inst.symbol} M1 bars from {data}"
             + (f" ({days} days of history before {args.start})" if args.start and days else "") + " ...")
-        m1 = load_bars(data, symbol=inst.symbol, start=first, end=args.end)
+        m1 = load_bars(data, symbol=inst.symbol, start=first, end=args.end,
+                       server_utc_offset_hours=args.data_utc_offset, clock=args.data_clock)
         say(f"  {len(m1):,} bars, {m1.index[0]:%Y-%m-%d %H:%M} to {m1.index[-1]:%Y-%m-%d %H:%M} UTC, "
             f"in {time.perf_counter() - t0:.1f} s")
     except (KeyError, UnknownSymbolError, DataError, FileNotFoundError, ValueError, CheckpointError) as e:

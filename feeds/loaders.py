@@ -397,8 +397,8 @@ def _read_mt5(
     """MetaTrader 5 export (tab-separated, ``<DATE> <TIME> ...``) on the broker server clock."""
     if offset_hours is None and clock is None:
         raise DataError(
-            f"{path}: MT5 export is on broker server time; pass server_utc_offset_hours "
-            "(or clock=) so bars are converted to UTC"
+            f"{path}: MT5 export is on broker server time: give its offset from UTC (run_backtest.py "
+            "--data-utc-offset HOURS or --data-clock ZONE; load_bars(server_utc_offset_hours=) or clock=)"
         )
     raw, lines = _read_lines(buf, header=True, sep="\t", dtype={"<DATE>": str, "<TIME>": str})
     missing = [c for c in _MT5_COLUMNS if c not in raw.columns]

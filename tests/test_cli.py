@@ -126,3 +126,23 @@ def test_checkpoint_errors_come_before_the_data(tmp_path: Path) -> None:
     assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1
     assert "training output folder: use" in p.stderr and str(run / "best") in p.stderr
     assert "no such file" not in p.stderr  # the data were never touched
+
+
+def test_an_mt5_export_needs_its_server_clock(fx_dir: Path, tmp_path: Path) -> None:
+    """A MetaTrader 5 export is on broker server time: refused without --data-utc-offset, run with it."""
+    from feeds.loaders import load_bars
+
+    m1 = load_bars(fx_dir, symbol="EURUSD", start="2024-03-04", end="2024-03-15")
+    server = m1.index + pd.Timedelta(hours=2)  # EET winter: UTC+2
+    rows = ["<DATE>\t<TIME>\t<OPEN>\t<HIGH>\t<LOW>\t<CLOSE>\t<TICKVOL>\t<VOL>\t<SPREAD>"]
+    rows += [f"{t:%Y.%m.%d}\t{t:%H:%M:%S}\t{o}\t{h}\t{lo}\t{c}\t1\t0\t3" for t, o, h, lo, c in
+             zip(server, m1.open, m1.high, m1.low, m1.close, strict=True)]
+    path = tmp_path / "EURUSD_M1_202403040000_202403152359.csv"
+    path.write_text("\n".join(rows) + "\n")
+    refused = _run("--strategy", "sma_cross", "--data", str(path))
+    assert refused.returncode == 2 and "--data-utc-offset" in refused.stderr
+    ok = _run("--strategy", "sma_cross", "--data", str(path), "--data-utc-offset", "2", "--no-tearsheet",
+              "--out", str(tmp_path / "run"))
+    assert ok.returncode == 0, ok.stderr
+    s = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert s["symbol"] == "EURUSD" and s["start"] == "2024-03-04T00:00:00+00:00" and s["trades"] > 0
