@@ -557,8 +557,10 @@ class MT5Broker(bt.BrokerBase):
         acct, inst = self.acct, self.instrument
         minute = round((d.datetime[0] - _EPOCH_NUM) * 1440.0)
         self._minute = minute
-        if getattr(d, "delivering_history", lambda: False)():
-            return  # backfilled bars are history: features see them, the account does not trade on them
+        if getattr(d, "delivering_history", lambda: False)():  # backfilled bars are history: features see them, the
+            acct.bid = float(d.close[0])  # account does not trade on them (the agents' observations read the price)
+            acct.spread = inst.spread_price((minute // 60) % 24)
+            return
         if self._halt is not None and n > self._halt_bar:
             self._halt = None  # the market has a new bar: it is open again
         if acct.trading_state is TradingState.REDUCING and minute >= acct.resume_at:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import hashlib
 import io
 import json
@@ -204,12 +205,27 @@ def _rel(p: Path) -> str:
     return str(p.relative_to(REPO_ROOT)) if p.is_relative_to(REPO_ROOT) else str(p)
 
 
+_CODE = ("feeds", "features", "risk", "brokers", "analyzers", "strategies", "agents", "reports", "configs")
+
+
+@functools.cache
+def code_hash() -> str:
+    """SHA-256 over the source a backtest runs (``run_backtest.py`` and its packages' ``.py`` and ``.yaml`` files)."""
+    h = hashlib.sha256()
+    files = [REPO_ROOT / "run_backtest.py"] + sorted(f for d in _CODE for f in (REPO_ROOT / d).rglob("*")
+                                                     if f.suffix in (".py", ".yaml") and f.is_file())
+    for f in files:
+        h.update(str(f.relative_to(REPO_ROOT)).encode() + b"\0" + f.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
 def _task_key(task: Task) -> dict[str, Any]:
-    """What decides a run's result: the task and the checkpoint's bytes (a retrained checkpoint is a new run)."""
+    """What decides a run's result: the task, the code and the checkpoint's bytes (``--reuse`` reads a run folder
+    only when all three are the same)."""
     from strategies import STRATEGIES
     from strategies.base import AgentStrategy
 
-    key: dict[str, Any] = asdict(task)
+    key: dict[str, Any] = asdict(task) | {"code_sha256": code_hash()}
     if issubclass(STRATEGIES[task.strategy], AgentStrategy):
         path = _checkpoint_path(task.strategy, task.checkpoint)
         key["checkpoint_sha256"] = {f.name: hashlib.sha256(f.read_bytes()).hexdigest()
@@ -326,8 +342,8 @@ def markdown(rows: list[dict], command: str, days: int | None) -> str:
             *[f"| {s} | {n} | {why} |" for s, n, why in notes], ""]
     out += ["## Every run", "",
             "| strategy | symbol | start | end | bars | return | Sharpe | Sortino | PSR | DSR | trials | max DD "
-            "| max daily DD | trades | costs USD | breaches (gap) | buy-and-hold | checkpoint |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+            "| max daily DD | trades | costs USD | breaches (gap) | buy-and-hold | log warnings | checkpoint |",
+            "|---" * 19 + "|"]
     for r in rows:
         f2 = ["n/a" if v is None else f"{v:.2f}" for v in (r["psr"], r["dsr"])]
         mism = f" (trained on {r['symbol_mismatch']['checkpoint']})" if r["symbol_mismatch"] else ""
@@ -335,7 +351,12 @@ def markdown(rows: list[dict], command: str, days: int | None) -> str:
                    f"{r['total_return']:+.2%} | {r['sharpe']:.2f} | {r['sortino']:.2f} | {f2[0]} | "
                    f"{f2[1]} | {r['trials']} | {r['max_drawdown']:.2%} | {r['max_daily_dd']:.2%} | "
                    f"{r['trades']} | {r['costs']:,.0f} | {r['cmdp_breaches']} ({r['gap_breaches']}) | "
-                   f"{r['buy_hold_return']:+.2%} | {(r['checkpoint'] or '') + mism} |")
+                   f"{r['buy_hold_return']:+.2%} | {r['warnings']} | {(r['checkpoint'] or '') + mism} |")
+    warned = [r for r in rows if r["warnings"]]
+    if warned:
+        out += ["", "Log warnings of the runs (count, the most frequent lines; all in `evaluation.json`):", ""]
+        out += [f"* {r['strategy']} {r['symbol']} {r['year']}: {r['warnings']}: "
+                + "; ".join(f"`{line}` x{n}" for line, n in list(r["warning_lines"].items())[:2]) for r in warned]
     return "\n".join(out) + "\n"
 
 
@@ -417,7 +438,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--runs", type=Path, default=REPO_ROOT / "runs" / "evaluation",
                    help="where each run's own folder goes (default runs/evaluation)")
     p.add_argument("--reuse", action="store_true",
-                   help="read a run folder left by the same task (same checkpoint bytes) instead of re-running it")
+                   help="read the run folder of the same task (same code, same checkpoint bytes) instead of running it")
     p.add_argument("--out", type=Path, required=True, help="folder for evaluation.json, evaluation.md and PNGs")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p.parse_args(argv)
@@ -444,5 +465,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
+if __name__ == "__main__":  # through the imported module, so Ray pickles its tasks by reference, not as __main__'s
+    from reports import evaluate as _m
+
+    raise SystemExit(_m.main())

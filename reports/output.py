@@ -9,6 +9,7 @@ from typing import Any
 
 import pandas as pd
 
+from brokers.sim import Fill
 from reports import metrics, plots
 from reports.tearsheet import buy_hold_returns, write_tearsheet
 from strategies.backtest import BacktestResult
@@ -71,7 +72,13 @@ def write_outputs(res: BacktestResult, out: Path, tearsheet: bool = True,
     summary = {**summarise(res), **(extra or {})}
     if hasattr(strat, "decision_stats"):  # agent strategies: decision latency and drift against the training data
         summary["decisions"] = strat.decision_stats()
-    if hasattr(strat, "coordination"):  # agent strategies: coordination metrics and plots
+    if hasattr(strat, "agents_summary"):  # the four-agent system: its agents block and plots
+        from risk.consensus import REGIME_CLASSES, RISK_ACTIONS
+
+        summary["agents"] = strat.agents_summary()
+        plots.plot_regime(strat.regime_decisions, REGIME_CLASSES, res.index, res.close, out / "regime.png")
+        plots.plot_risk_overrides(strat.targets, strat.overrides, RISK_ACTIONS, out / "risk_overrides.png")
+    elif hasattr(strat, "coordination"):  # agent strategies: coordination metrics and plots
         summary["coordination"] = strat.coordination()
         plots.plot_h4_limit(strat.decisions, out / "h4_limit.png")
         plots.plot_m1_vs_limit(strat.entries, out / "m1_entry_vs_h4_limit.png")
@@ -84,10 +91,8 @@ def write_outputs(res: BacktestResult, out: Path, tearsheet: bool = True,
     hourly.to_csv(out / "equity.csv", index_label="datetime")
     pd.DataFrame(res.trades, columns=["open_time", "close_time", "size", "entry_price", "pnl",
                                       "commission", "pnl_net", "bars"]).to_csv(out / "trades.csv", index=False)
-    fills = pd.DataFrame([dataclasses.asdict(f) for f in res.fills],
-                         columns=[f.name for f in dataclasses.fields(res.fills[0])] if res.fills else None)
-    if len(fills):
-        fills.insert(0, "datetime", pd.to_datetime(fills["minute"], unit="m", utc=True))
+    fills = pd.DataFrame([dataclasses.asdict(f) for f in res.fills], columns=[f.name for f in dataclasses.fields(Fill)])
+    fills.insert(0, "datetime", pd.to_datetime(fills["minute"], unit="m", utc=True))  # header even without fills
     fills.to_csv(out / "fills.csv", index=False)
     plots.plot_drawdown(strat.analyzers.cmdp.hours, res.cmdp["daily_limit"], res.cmdp["total_limit"],
                         res.cmdp["soft_zone"], res.cmdp["mode"], out / "drawdown.png")

@@ -81,3 +81,61 @@ def plot_drawdown(hours: list[list[float]], daily_limit: float, total_limit: flo
     ax.set_title(f"Drawdown vs the CMDP limits ({mode} rules, hourly max of the worst-price value)", loc="left")
     ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.08), ncol=5, fontsize=8, frameon=False)
     return _save(fig, path)
+
+
+_REGIME_COLOURS = {"trending": "tab:green", "ranging": "tab:blue", "volatile": "tab:red", "transition": "tab:grey"}
+
+
+def plot_regime(decisions: list[tuple[int, int, float]], classes: tuple[str, ...], index: pd.DatetimeIndex,
+                close: np.ndarray, path: Path) -> Path:
+    """The price with the Regime agent's class in force shaded behind it; ``decisions`` are (minute, class index,
+    confidence) at each Regime decision (each completed M30 bar), the price is drawn hourly."""
+    fig, (ax, axc) = plt.subplots(2, 1, figsize=(12, 4.6), sharex=True, height_ratios=(3, 1))
+    px = pd.Series(np.asarray(close, dtype=np.float64), index=index).resample("1h").last().dropna()
+    ax.plot(px.index, px.to_numpy(), lw=0.7, color="black", label="close (bid, hourly)")
+    if decisions:
+        d = _changes(np.asarray([(m, c) for m, c, _ in decisions], dtype=np.float64))
+        at = list(_times(d[:, 0])) + [index[-1]]
+        lo, hi = float(px.min()), float(px.max())
+        for k, name in enumerate(classes):
+            on = np.r_[d[:, 1] == k, False]
+            ax.fill_between(at, lo, hi, where=on, step="post", color=_REGIME_COLOURS.get(name, f"C{k}"), alpha=0.25,
+                            lw=0, label=name)
+        conf = np.asarray(decisions, dtype=np.float64)
+        axc.plot(_times(conf[:, 0]), conf[:, 2], lw=0.4, color="tab:purple")
+    axc.axhline(0.4, color="grey", ls=":", lw=0.8)
+    axc.set_ylabel("confidence")
+    axc.set_ylim(0, 1)
+    ax.set_ylabel("price")
+    ax.set_title("Regime agent: class in force at each completed M30 bar (below: its confidence; under 0.4 the "
+                 "consensus reads 'transition')", loc="left")
+    ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.1), ncol=5, fontsize=8, frameon=False)
+    return _save(fig, path)
+
+
+def plot_risk_overrides(targets: list[tuple[int, float, float, float]], overrides: list[tuple[int, int]],
+                        actions: tuple[str, ...], path: Path) -> Path:
+    """The consensus's proposed target against the Risk agent's decision and the validated target (fractions of
+    max lots, rows at changes: (minute, proposed, decided, validated)), and the cumulative count of the Risk agent's
+    overrides by action (``overrides``: (minute, action index) where the decision differs from the proposal)."""
+    fig, (ax, axo) = plt.subplots(2, 1, figsize=(12, 5.0), sharex=True, height_ratios=(3, 2))
+    if targets:
+        t = np.asarray(targets, dtype=np.float64)
+        at = _times(t[:, 0])
+        ax.step(at, t[:, 1], where="post", lw=0.6, color="grey", label="proposed (consensus, Risk 'allow')")
+        ax.step(at, t[:, 2], where="post", lw=0.6, color="C3", label="after the Risk agent")
+        ax.step(at, t[:, 3], where="post", lw=0.6, color="C0", alpha=0.8, label="validated (drawdown state, validator)")
+    ax.set_ylim(-1.05, 1.05)
+    ax.set_ylabel("target, fraction of max lots")
+    ax.set_title("Risk agent: proposed vs decided vs validated target; below: its overrides, cumulative", loc="left")
+    ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.1), ncol=3, fontsize=8, frameon=False)
+    if overrides:
+        o = np.asarray(overrides, dtype=np.float64)
+        at = _times(o[:, 0])
+        for k, name in enumerate(actions):
+            sel = o[:, 1] == k
+            if sel.any():
+                axo.step(at[sel], np.arange(1, int(sel.sum()) + 1), where="post", lw=0.9, label=name)
+        axo.legend(loc="upper left", fontsize=8, frameon=False)
+    axo.set_ylabel("overrides")
+    return _save(fig, path)

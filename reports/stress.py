@@ -1,7 +1,7 @@
 """Stress tests of the agents on real bars (design Task 3.3): a macro shock, a day already near the daily
 drawdown limit with a losing position open, and a regime change.
 
-    python -m reports.stress [--strategies mtf_marl] [--checkpoint DIR] --out docs/stress.md
+    python -m reports.stress [--strategies mtf_marl] [--checkpoint mtf_marl=DIR] --out docs/stress.md
 
 Every scenario is a backtest through ``strategies.backtest.run_backtest`` (the engine ``run_backtest.py`` drives)
 of a recording subclass of the agent strategy (``stress_class``): it notes, on every M1 bar, the director's limit
@@ -261,7 +261,11 @@ def run_agent(strategy: str, m1: pd.DataFrame, symbol: str, trade_from: pd.Times
         res = run_backtest(cls, m1, cfg)
     s = res.strategy_obj
     trace = pd.DataFrame(s.trace, columns=TRACE)
-    return Run(trace, list(getattr(s, "decisions", [])), s.orders, res.cmdp,
+    decisions = getattr(s, "decisions", None)
+    if not (isinstance(decisions, list) and all(len(d) == 3 for d in decisions)):  # not MtfMarl's (minute, limit,
+        changed = trace[["limit", "bias"]].diff().abs().sum(axis=1) > 0           # bias): the changes of the trace
+        decisions = list(trace.loc[changed, ["minute", "limit", "bias"]].itertuples(index=False, name=None))
+    return Run(trace, list(decisions), s.orders, res.cmdp,
                {k: v for k, v in summarise(res).items() if k in ("total_return", "sharpe", "max_drawdown", "trades",
                                                                   "fills", "costs")})
 
@@ -512,6 +516,8 @@ def markdown(results: dict[str, list[dict]], command: str, pngs: dict[str, str])
     return "\n".join(out) + "\n"
 
 
+STRESSED = ("mtf_marl", "four_agent")
+"""agent strategies the stress tests are for (those registered)"""
 SCENARIOS = {"macro_shock": macro_shock, "drawdown_approach": drawdown_approach, "regime_change": regime_change}
 
 
@@ -519,9 +525,11 @@ def main(argv: list[str] | None = None) -> int:
     from strategies import STRATEGIES
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    agents = [s for s in ("mtf_marl", "four_agent") if s in STRATEGIES]
-    p.add_argument("--strategies", default=",".join(agents), help=f"agent strategies (default {','.join(agents)})")
-    p.add_argument("--checkpoint", type=Path, default=None, help="checkpoint folder (default: the committed one)")
+    agents = [s for s in STRESSED if s in STRATEGIES]
+    p.add_argument("--strategies", default=None,
+                   help=f"agent strategies (default: those of {', '.join(agents)} with a committed checkpoint)")
+    p.add_argument("--checkpoint", action="append", default=[], metavar="STRATEGY=DIR",
+                   help="an agent strategy's checkpoint (repeatable; default: the committed one)")
     p.add_argument("--scenarios", default=",".join(SCENARIOS), help="comma-separated subset")
     p.add_argument("--history-days", type=int, default=HISTORY_DAYS, help="feature history before each period")
     p.add_argument("--data", type=Path, default=None)
@@ -529,15 +537,27 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     from agents.checkpoint import CheckpointError
 
+    checkpoints = {k: Path(v) for k, v in (c.split("=", 1) for c in args.checkpoint)}
+    if args.strategies is None:
+        chosen = []
+        for s in agents:
+            ck = STRATEGIES[s].default_checkpoint
+            if s in checkpoints or (ck / "manifest.json").is_file():
+                chosen.append(s)
+            else:
+                print(f"{s}: no checkpoint at {ck}: skipped (pass --strategies {s} --checkpoint {s}=DIR)")
+    else:
+        chosen = [s for s in args.strategies.split(",") if s]
     results: dict[str, list[dict]] = {}
     pngs: dict[str, str] = {}
     png_dir = args.out.parent / args.out.stem
     png_dir.mkdir(parents=True, exist_ok=True)
     try:
-        for strategy in [s for s in args.strategies.split(",") if s]:
+        for strategy in chosen:
             results[strategy] = []
             for name in [s for s in args.scenarios.split(",") if s]:
-                r = SCENARIOS[name](strategy, args.checkpoint, history_days=args.history_days, data=args.data)
+                r = SCENARIOS[name](strategy, checkpoints.get(strategy), history_days=args.history_days,
+                                    data=args.data)
                 results[strategy].append(r)
                 png = plot(r, png_dir / f"{strategy}_{name}.png")
                 pngs[strategy + name] = str(png.relative_to(args.out.parent))
@@ -557,7 +577,6 @@ def main(argv: list[str] | None = None) -> int:
 
 def checks_of(r: dict[str, Any], key: str) -> list[int]:
     return [r[x][key] for x in ("shocked", "baseline", "agent") if x in r]
-
 
 
 if __name__ == "__main__":

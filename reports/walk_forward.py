@@ -50,11 +50,12 @@ def markdown(plan: dict[str, Any], tasks: list[Task], rows: list[dict], command:
     a = plan["args"]
     budget = (f"{len(a['seeds'])} seed(s) ({', '.join(map(str, a['seeds']))}) per fold and trainer, "
               f"{a['total_steps']:,} steps each ({a['learning_starts']:,} random first), validation every "
-              f"{a['eval_every']:,} steps" + (f", every period cut to {a['days']} days" if a["days"] else ""))
+              f"{a['eval_every']:,} steps" + (f", every period cut to {a['days']} days" if a["days"] else "")
+              + f"; {sum(r['train_s'] for r in plan['rows'] if '-on-' not in r['fold']):,.0f} s of training in all")
     out = ["# Walk-forward", "",
            f"Train on the years before the test year, select on the year before it (the last data year before it "
            f"where that year is missing: 2021 is not in the data, so the 2022 fold selects on 2020), test on the "
-           f"year; the test decides nothing. Budget: {budget}; training wall time {plan['elapsed_s']:.0f} s. "
+           f"year; the test decides nothing. Budget: {budget}. "
            "The last fold's agents are also run on the other instruments: out of sample by instrument, **not by "
            "time** (their training years include 2017). Every figure is a `run_backtest` run (costs included; "
            "PSR against 0, DSR with the fold's trials: every validation of every seed).", "",
@@ -121,5 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
+if __name__ == "__main__":  # through the imported module, so Ray pickles its tasks by reference, not as __main__'s
+    from reports import walk_forward as _m
+
+    raise SystemExit(_m.main())
