@@ -32,7 +32,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="instrument (default: the one a --data file's name carries, e.g. GBPUSD_M1_2017.csv; "
                         "EURUSD for a folder)")
     p.add_argument("--data-utc-offset", type=float, default=None,
-                   help="hours the data's clock is ahead of UTC: required for MetaTrader 5 exports (broker server time)")
+                   help="hours the data's clock is ahead of UTC: needed for MetaTrader 5 exports (broker server time)")
     p.add_argument("--data-clock", default=None,
                    help="the data's wall clock as an IANA zone (e.g. Europe/Athens for an MT5 server on EET), or "
                         "America/New_York / EET-7 to override HistData's clock rule")

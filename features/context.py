@@ -54,6 +54,11 @@ class MarketContext:
     def __len__(self) -> int:
         return len(self.minutes)
 
+    @property
+    def first_ready_minute(self) -> int | None:
+        """The first decision bar's open (minutes since the epoch), None if there is none."""
+        return int(self.minutes[self.first_ready]) if self.first_ready < len(self.minutes) else None
+
     def decides_at(self, i: int) -> bool:
         """Whether a decision may be taken on bar ``i``: every input defined, the period begun, and not the last
         bar (an order decided there could not fill)."""

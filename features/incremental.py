@@ -112,6 +112,7 @@ class IncrementalContext:
         self._h4_row = np.zeros(N_FEATURES, np.float32)
         self._h4_atr = math.nan
         self._first_ready = -1
+        self.first_ready_minute: int | None = None  # kept: the bar itself leaves the bounded buffer
         self._last_t = -(2**63)
         self._pending: list[tuple[int, float, float, float, float]] = []  # appended, not yet computed
         self.minutes, self.open, self.high, self.low, self.close = (
@@ -150,6 +151,7 @@ class IncrementalContext:
         if self._first_ready < 0 and i >= max(self.spec.warmup_bars, self.first_bar) \
                 and self._h4_n - 1 >= H4_SPEC.warmup_bars and t >= self._trade_from_ns:
             self._first_ready = i  # build_context's rule (its H4 ATR test holds: the warm-up outlasts the ATR's)
+            self.first_ready_minute = t // _NS
         self._pending.append((t, float(o), float(h), float(lo), float(c), done))
         if len(self._pending) >= self.capacity:
             self.flush()

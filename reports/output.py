@@ -58,10 +58,8 @@ def _symbol_mismatch(res: BacktestResult) -> dict[str, str] | None:
 
 def _first_decision(res: BacktestResult) -> str | None:
     """When an agent strategy first decided: the period's first bar unless its history was too short."""
-    ctx = getattr(res.strategy_obj, "ctx", None)
-    if ctx is None or not 0 <= ctx.first_ready < len(ctx):
-        return None
-    return pd.Timestamp(int(ctx.minutes[ctx.first_ready]), unit="m", tz="UTC").isoformat()
+    minute = getattr(getattr(res.strategy_obj, "ctx", None), "first_ready_minute", None)
+    return None if minute is None else pd.Timestamp(minute, unit="m", tz="UTC").isoformat()
 
 
 def write_outputs(res: BacktestResult, out: Path, tearsheet: bool = True,
