@@ -235,11 +235,23 @@ class MT5Broker(bt.BrokerBase):
             self._fill_position = acct_units
             if self._data is not None:
                 self.positions[self._data] = bt.Position(size=acct_units, price=self.acct.avg_price)
+        known = {i.cid for i in self.journal.intents()}
+        orphans = 0
         for d in self._deals_since(self._deal_cursor):  # what happened before this run is history, not fills
             self._known_deals.add(int(d.ticket))
+            if int(d.magic) == self.magic and str(d.comment).startswith("mtf-") and d.comment not in known:
+                # ours, but its intent never reached the journal (a power cut between writing and syncing it)
+                units = self._signed_units(d)
+                self.journal.intend(d.comment, self.store.to_utc(int(d.time)), -1, self.instrument.symbol, units,
+                                    units)
+                self.journal.resolve(d.comment, "filled", executed_units=units, price=float(d.price),
+                                     deals=(int(d.ticket),), detail="adopted at start: a deal of ours without intent")
+                known.add(d.comment)
+                orphans += 1
         self._deal_cursor = float(self.store.to_server(self.store.now()))
         found = {"position_lots": self.acct.lots, "balance": self.acct.balance, "initial_cash": initial,
-                 "reconciled_intents": self.stats.reconciled, "trading_state": self.acct.trading_state.name,
+                 "reconciled_intents": self.stats.reconciled, "adopted_deals": orphans,
+                 "trading_state": self.acct.trading_state.name,
                  "restored_guard": saved is not None}
         self.journal.event("start", found)
         log.info("live broker start: %s", found)

@@ -336,3 +336,20 @@ def test_credentials_never_leak(fx_dir: Path, tmp_path: Path) -> None:
     assert secret not in p.stdout + p.stderr and login not in p.stdout + p.stderr
     for f in out.iterdir():
         assert secret.encode() not in f.read_bytes() and login.encode() not in f.read_bytes(), f.name
+
+
+def test_a_deal_of_ours_without_an_intent_is_adopted_at_start(days, tmp_path) -> None:
+    """An order of ours that executed but whose intent never reached the journal (a power cut): found at start by
+    its magic number and client-id comment, adopted, and neither lost nor sent again."""
+    broker, sim, _ = _broker(days, tmp_path)
+    sim.order_send({"action": 1, "symbol": "EURUSD", "volume": 0.2, "type": 1, "magic": broker.magic,
+                    "comment": "mtf-00042-0000001", "type_filling": 1, "type_time": 0, "deviation": 20})
+    broker.journal.close()
+    store = MT5Store(StoreConfig(backend="sim", symbol="EURUSD", server_tz="Europe/Athens"),
+                     Credentials(login=10_000_001, server="MTF-Simulator"), api=sim)
+    again = MT5Broker(store, get_instrument("EURUSD"), journal=tmp_path / "journal.sqlite")
+    again.set_data(_Bar(sim))
+    again.start()
+    adopted = [i for i in again.journal.intents() if i.cid == "mtf-00042-0000001"]
+    assert adopted and adopted[0].status == "filled" and adopted[0].executed_units == -20_000
+    assert again.account.units == -20_000 and again.live_summary()["lost"] == 0
