@@ -81,6 +81,10 @@ class ObservationBuilder:
         self._prev_lots = sim.lots
         self.max_lots = max_lots_for(eq, sim.bid, self.inst, self.max_exposure)
 
+    def held_bars(self, i: int, sim) -> int:
+        """M1 bars the open position has been held (0 when flat): the timing mode's minimum holding time."""
+        return i - self.entry_bar if sim.lots else 0
+
     def shared(self, i: int, sim, guard) -> np.ndarray:
         out = np.empty(STATE_DIM, np.float32)
         out[:N_FEATURES] = self.ctx.m1_features[i]

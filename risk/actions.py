@@ -16,6 +16,12 @@ Two agents:
 The design document's ``entry_size x max_position_limit`` would scale by the limit twice; we clip instead,
 so ``|target| <= limit x max_lots`` always holds and an attempt to exceed it is reported as a violation.
 
+Timing mode (``joint_target_for(mode="timing")``, an action design that cannot churn): the director decides the
+direction (its bias beyond +-``BIAS_THRESHOLD``; in between, flat) and the size (its limit x ``max_lots``); the M1
+agent only times entries and exits in that direction (``entry_size`` > +``band`` enters when flat, < -``band`` leaves
+when in, or an exit confidence as above). It cannot flip the position or choose its size, a position against a new
+direction is closed, and an entry is held at least ``min_hold_bars`` M1 bars unless the director forces it down.
+
 No-trade band: both mappings take the ``current`` position and keep it when the new target differs from it by
 less than ``band`` x ``max_lots`` (default ``REBALANCE_BAND``, 10 %), unless the current position exceeds what is
 now allowed (the director's limit or direction). The exit signal has the same band as hysteresis:
@@ -27,9 +33,11 @@ near 0.5 entered and left ~470 times in 120k bars and lost 10 % to costs).
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 from brokers.instruments import Instrument
+
+ActionMode = Literal["free", "timing"]
 
 BIAS_THRESHOLD = 0.3
 EXIT_THRESHOLD = 0.5
@@ -93,3 +101,36 @@ def joint_target(h4_action: tuple[float, float], m1_action: tuple[float, float],
     if kept != lots and max_lots > 0.0:
         lots, frac = kept, kept / max_lots
     return JointTarget(lots, frac, limit, violation)
+
+
+def timing_target(h4_action: tuple[float, float], m1_action: tuple[float, float], max_lots: float,
+                  inst: Instrument, *, current: float, held_bars: int, min_hold_bars: int = 0,
+                  band: float = REBALANCE_BAND) -> JointTarget:
+    """The timing mode of the module docstring: direction and size from the director, timing from the executor."""
+    bias = min(1.0, max(-1.0, h4_action[0]))
+    limit = unit_interval(h4_action[1])
+    direction = 1.0 if bias > BIAS_THRESHOLD else (-1.0 if bias < -BIAS_THRESHOLD else 0.0)
+    size = inst.round_lots(limit * max_lots)
+    if direction == 0.0 or size == 0.0 or (current and (current > 0) != (direction > 0)):
+        lots = 0.0  # the director wants flat, or the other side: close (a re-entry needs the executor again)
+    elif current and held_bars < min_hold_bars:
+        lots = direction * min(abs(current), size)  # held: the executor cannot leave yet, the director can shrink it
+    else:
+        inside = m1_action[0] > -band if current else m1_action[0] > band  # hysteresis around 0
+        lots = direction * size if inside and not wants_flat(m1_action[1], current, band) else 0.0
+        if lots and current and abs(lots - current) < band * max_lots - 1e-9:
+            lots = current  # the no-trade band: a small resize is not worth its costs
+    return JointTarget(lots, lots / max_lots if max_lots > 0 else 0.0, limit, False)
+
+
+def joint_target_for(mode: ActionMode, h4_action: tuple[float, float], m1_action: tuple[float, float],
+                     max_lots: float, inst: Instrument, *, current: float, held_bars: int = 0,
+                     min_hold_bars: int = 0, band: float = REBALANCE_BAND) -> JointTarget:
+    """The one switch between the two MTF-MARL action designs (envs and strategies call it, with the mode and the
+    holding time their env config records)."""
+    if mode == "free":
+        return joint_target(h4_action, m1_action, max_lots, inst, current=current, band=band)
+    if mode == "timing":
+        return timing_target(h4_action, m1_action, max_lots, inst, current=current, held_bars=held_bars,
+                             min_hold_bars=min_hold_bars, band=band)
+    raise ValueError(f"unknown action mode {mode!r}: use 'free' or 'timing'")

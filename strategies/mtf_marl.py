@@ -13,7 +13,7 @@ from agents.checkpoint import load_mtf_marl_actors, mtf_marl_manifest
 from agents.mtf_marl import h4_changes
 from feeds.calendar import count_trading_days
 from feeds.paths import REPO_ROOT
-from risk.actions import joint_target, unit_interval
+from risk.actions import joint_target_for, unit_interval
 from strategies.base import AgentStrategy
 
 DEFAULT_CHECKPOINT = REPO_ROOT / "checkpoints" / "mtf_marl_eurusd"
@@ -47,8 +47,10 @@ class MtfMarl(AgentStrategy):
             self.limit = unit_interval(float(self.a_h4[1]))
             self.decisions.append((int(self.ctx.minutes[i]), self.limit, self.bias))
         a_m1 = self.m1_actor(self.obs.m1(i, acct, self.limit, self.bias))
-        jt = joint_target((float(self.a_h4[0]), float(self.a_h4[1])), (float(a_m1[0]), float(a_m1[1])),
-                          self.obs.max_lots, self.inst, current=acct.lots)
+        env = self.manifest["env_config"]
+        jt = joint_target_for(env.get("action_mode", "free"), (float(self.a_h4[0]), float(self.a_h4[1])),
+                              (float(a_m1[0]), float(a_m1[1])), self.obs.max_lots, self.inst, current=acct.lots,
+                              held_bars=self.obs.held_bars(i, acct), min_hold_bars=env.get("min_hold_bars", 0))
         self.attempted_violations += jt.violation
         self.violations += abs(jt.fraction) > jt.limit + 1e-9
         if not self.entries or self.entries[-1][1:] != (jt.fraction, jt.limit):

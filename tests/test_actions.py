@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from brokers.instruments import get_instrument
-from risk.actions import REBALANCE_BAND, banded, joint_target, single_target
+from risk.actions import REBALANCE_BAND, banded, joint_target, joint_target_for, single_target, timing_target
 
 EURUSD = get_instrument("EURUSD")
 LONG_ONLY, SHORT_ONLY, BOTH = 0.9, -0.9, 0.0
@@ -61,3 +61,35 @@ def test_joint_target_band_respects_the_director(h4, m1, current, lots, violatio
     assert jt.lots == pytest.approx(lots)
     assert abs(jt.fraction) <= jt.limit + 1e-12
     assert jt.violation is violation
+
+
+# --------------------------------------------------------------------------- timing mode (the director sizes)
+LONG, SHORT, NEUTRAL = (0.9, 0.6), (-0.9, 0.6), (0.0, 0.6)  # bias, limit action: limit (0.6 + 1) / 2 = 0.8
+SIZE = 8.0  # 0.8 x 10 max lots
+
+
+def _timing(h4, m1, current=0.0, held=0, hold=0):
+    return timing_target(h4, m1, 10.0, EURUSD, current=current, held_bars=held, min_hold_bars=hold)
+
+
+def test_timing_mode_takes_direction_and_size_from_the_director() -> None:
+    assert _timing(LONG, (0.5, -1.0)).lots == SIZE  # the executor says "in": the director's size, its side
+    assert _timing(SHORT, (0.5, -1.0)).lots == -SIZE  # the executor's sign means "in", not a side
+    assert _timing(NEUTRAL, (1.0, -1.0)).lots == 0.0  # no direction: flat
+    assert _timing(LONG, (0.05, -1.0)).lots == 0.0  # flat, a weak "in" below the band does not enter
+    assert _timing(LONG, (-0.05, -1.0), current=SIZE).lots == SIZE  # in, a weak "out" above -band does not leave
+    assert _timing(LONG, (-0.5, -1.0), current=SIZE).lots == 0.0  # a clear "out" leaves
+    assert _timing(LONG, (0.9, 0.9), current=SIZE).lots == 0.0  # the exit confidence leaves too
+
+
+def test_timing_mode_cannot_flip_and_holds_its_entries() -> None:
+    assert _timing(SHORT, (0.9, -1.0), current=SIZE).lots == 0.0  # the director turned: close, no flip
+    assert _timing(LONG, (-0.9, 0.9), current=SIZE, held=3, hold=10).lots == SIZE  # held: cannot leave yet
+    assert _timing(LONG, (-0.9, 0.9), current=SIZE, held=10, hold=10).lots == 0.0  # held long enough
+    assert _timing((0.9, -0.2), (0.9, -1.0), current=SIZE, held=3, hold=10).lots == 4.0  # the director shrinks it
+    assert _timing(NEUTRAL, (0.9, -1.0), current=SIZE, held=3, hold=10).lots == 0.0  # or closes it
+    assert _timing((0.9, 0.7), (0.9, -1.0), current=SIZE).lots == SIZE  # 8.5 lots is inside the no-trade band
+    assert joint_target_for("timing", LONG, (0.5, -1.0), 10.0, EURUSD, current=0.0).lots == SIZE
+    assert joint_target_for("free", LONG, (0.5, -1.0), 10.0, EURUSD, current=0.0).lots == 5.0  # free: 0.5 x 10
+    with pytest.raises(ValueError, match="unknown action mode"):
+        joint_target_for("bold", LONG, (0.5, -1.0), 10.0, EURUSD, current=0.0)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
+from typing import Literal
 
 import numpy as np
 
@@ -70,9 +71,18 @@ class TrainArgs(RunPlan):
     """torch CPU threads (1 is fastest for these small networks and keeps runs reproducible)"""
     tensorboard: bool = True
     """write TensorBoard logs to OUT/tb"""
+    action_mode: Literal["free", "timing"] = "free"
+    """MTF-MARL action design: free (the executor sizes inside the director's limit) or timing (the director
+    decides direction and size, the executor only times entries and exits: risk/actions.py)"""
+    min_hold_bars: int = 0
+    """timing mode: M1 bars an entry is held before the executor may leave it"""
+    turnover_penalty: float = 0.0
+    """reward penalty per full-size position traded (on top of the real costs, which the P&L already holds)"""
 
     def env_config(self) -> EnvConfig:
-        return EnvConfig(symbol=self.symbol, episode_bars=self.episode_bars, max_exposure=self.max_exposure)
+        return EnvConfig(symbol=self.symbol, episode_bars=self.episode_bars, max_exposure=self.max_exposure,
+                         action_mode=self.action_mode, min_hold_bars=self.min_hold_bars,
+                         turnover_penalty=self.turnover_penalty)
 
     def base_manifest(self, algorithm: str, step: int) -> dict:
         """What every checkpoint's manifest says about its data, config and features."""
@@ -103,6 +113,9 @@ class EnvConfig:
     :param daily_breach_penalty: reward on a daily breach (design: -1000)
     :param total_breach_penalty: reward on a total breach (design: -10000)
     :param reward_clip: the P&L part of the reward is clipped to +-this
+    :param action_mode: the MTF-MARL action design (``risk.actions.joint_target_for``)
+    :param min_hold_bars: timing mode: bars an entry is held before the executor may leave it
+    :param turnover_penalty: reward penalty per full-size position traded, beyond the costs in the P&L
     """
 
     symbol: str = "EURUSD"
@@ -119,6 +132,9 @@ class EnvConfig:
     daily_breach_penalty: float = -1000.0
     total_breach_penalty: float = -10000.0
     reward_clip: float = 10.0
+    action_mode: str = "free"
+    min_hold_bars: int = 0
+    turnover_penalty: float = 0.0
 
     @classmethod
     def from_dict(cls, d: dict) -> EnvConfig:
@@ -154,12 +170,14 @@ class Account:
         self.validator.blocked = self.validator.shrunk = 0
         self.prev_equity = self.cfg.cash
         self.obs.reset()
-        self.reward_parts = {"pnl": 0.0, "soft_penalty": 0.0, "breach_penalty": 0.0}
+        self.reward_parts = {"pnl": 0.0, "soft_penalty": 0.0, "breach_penalty": 0.0, "turnover_penalty": 0.0}
+        self.traded_lots = 0.0
 
     def bar(self, i: int) -> list:
         """Advance the account over bar ``i`` (pending orders fill at its open) and update the observations."""
         fills = self.sim.on_bar(self.minutes[i], self.o[i], self.h[i], self.l[i], self.c[i])
         self.obs.after_bar(i, self.sim)
+        self.traded_lots = sum(abs(f.lots) for f in fills) if fills else 0.0
         return fills
 
     def reward(self, i: int) -> tuple[float, bool]:
@@ -181,6 +199,10 @@ class Account:
         r = base = max(-cfg.reward_clip, min(cfg.reward_clip, pnl / vol))
         parts = self.reward_parts
         parts["pnl"] += base
+        if cfg.turnover_penalty and self.traded_lots and self.obs.max_lots > 0:
+            pen = cfg.turnover_penalty * self.traded_lots / self.obs.max_lots
+            r -= pen
+            parts["turnover_penalty"] -= pen
         if g.daily_dd > cfg.rules.soft_zone:
             pen = cfg.soft_penalty * (g.daily_dd - cfg.rules.soft_zone)
             r -= pen

@@ -3,7 +3,7 @@
 ``step(h4_action, m1_action)`` advances one M1 bar. The director's action is adopted only on an M1 bar at
 which a new H4 bar has completed (``features.context`` / ``feeds.resample`` rule; also on the first step of
 an episode); in between, its last action holds and the ``h4_action`` passed is ignored
-(``info["h4_decision"]``). The pair maps to a target position through ``risk.actions.joint_target``
+(``info["h4_decision"]``). The pair maps to a target position through ``risk.actions.joint_target_for``
 (|target| <= limit x max_lots), then the pre-trade validator sizes it; fills, costs and drawdown
 enforcement are the shared broker core's, as in the single-agent env and the backtest.
 
@@ -23,7 +23,7 @@ from pettingzoo import ParallelEnv
 
 from agents.observations import H4_OBS_DIM, M1_OBS_DIM, OBS_CLIP
 from features.context import MarketContext
-from risk.actions import joint_target, unit_interval
+from risk.actions import joint_target_for, unit_interval
 from risk.validator import validated_target
 from training.common import Account, EnvConfig, episode_bounds
 
@@ -85,8 +85,10 @@ class HierarchicalForexEnv:
             self._h4_action = (float(h4_action[0]), float(h4_action[1]))
             self.bias = max(-1.0, min(1.0, self._h4_action[0]))
             self.limit = unit_interval(self._h4_action[1])
-        jt = joint_target(self._h4_action, (float(m1_action[0]), float(m1_action[1])), acct.obs.max_lots,
-                          self.inst, current=sim.lots)
+        cfg = self.cfg
+        jt = joint_target_for(cfg.action_mode, self._h4_action, (float(m1_action[0]), float(m1_action[1])),
+                              acct.obs.max_lots, self.inst, current=sim.lots, held_bars=acct.obs.held_bars(self.i, sim),
+                              min_hold_bars=cfg.min_hold_bars)
         verdict = validated_target(acct.validator, sim, jt.lots, acct.atr[self.i])
         if verdict.lots != sim.lots:
             sim.submit_target(verdict.lots)
