@@ -18,7 +18,7 @@ from feeds.errors import DataError
 from feeds.loaders import load_bars, resolve_symbol, to_utc
 from feeds.paths import REPO_ROOT, fx_data_dir
 from risk.drawdown import DrawdownRules
-from strategies import STRATEGIES
+from strategies import STRATEGIES, get_strategy, strategy_params
 
 log = logging.getLogger("run_backtest")
 
@@ -69,13 +69,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     say = (lambda msg: None) if args.no_progress else (lambda msg: print(msg, file=sys.stderr, flush=True))
-    from agents.checkpoint import CheckpointError, check_symbol
-    from strategies.base import AgentStrategy
+    from agents.checkpoint import CheckpointError
 
     try:
-        if args.strategy not in STRATEGIES:
-            raise KeyError(f"unknown strategy {args.strategy!r}; known: {', '.join(sorted(STRATEGIES))}")
-        cls = STRATEGIES[args.strategy]
+        get_strategy(args.strategy)  # an unknown strategy is the first thing to hear about
         data = args.data or fx_data_dir()
         if args.symbol is not None:
             get_instrument(args.symbol)  # an unknown symbol is the first thing to hear about
@@ -88,17 +85,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.start and args.end and to_utc(args.end, "end", whole_day_end=True) <= to_utc(args.start, "start",
                                                                                                whole_day_end=False):
             raise ValueError(f"end {args.end!r} is not after start {args.start!r}")
-        keys = cls.params._getkeys()
-        params = {"seed": args.seed} if "seed" in keys else {}
-        if args.checkpoint is not None and "checkpoint" not in keys:
-            raise ValueError(f"--checkpoint does not apply to {args.strategy}")
-        mismatch = None
-        if issubclass(cls, AgentStrategy):  # every checkpoint check before the data load
-            path = args.checkpoint or cls.default_checkpoint
-            mismatch = check_symbol(cls.read_manifest(path), inst.symbol, args.allow_symbol_mismatch, path)
-            params["allow_symbol_mismatch"] = args.allow_symbol_mismatch
-            if args.checkpoint is not None:
-                params["checkpoint"] = args.checkpoint
+        cls, params, mismatch = strategy_params(args.strategy, inst.symbol, args.seed, args.checkpoint,
+                                                args.allow_symbol_mismatch)  # every checkpoint check before the data
         days = HISTORY_DAYS if args.history_days is None else args.history_days
         first = history_start(args.start, days) if args.start and days else args.start
         t0 = time.perf_counter()

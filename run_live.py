@@ -29,7 +29,7 @@ from feeds.errors import DataError
 from feeds.loaders import load_bars, resolve_symbol, to_utc
 from feeds.paths import REPO_ROOT
 from risk.drawdown import DrawdownRules
-from strategies import STRATEGIES
+from strategies import STRATEGIES, get_strategy, strategy_params
 
 log = logging.getLogger("run_live")
 
@@ -96,14 +96,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     say = (lambda msg: None) if args.no_progress else (lambda msg: print(msg, file=sys.stderr, flush=True))
-    from agents.checkpoint import CheckpointError, check_symbol
+    from agents.checkpoint import CheckpointError
     from stores.mt5 import Credentials, MT5Store, StoreConfig, TerminalError
     from strategies.base import AgentStrategy
 
     try:
-        if args.strategy not in STRATEGIES:
-            raise KeyError(f"unknown strategy {args.strategy!r}; known: {', '.join(sorted(STRATEGIES))}")
-        cls = STRATEGIES[args.strategy]
+        get_strategy(args.strategy)
         if args.backend == "sim":
             if args.sim_data is None:
                 raise ValueError("--backend sim needs --sim-data and --sim-start")
@@ -120,18 +118,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.sim_start and args.sim_end and to_utc(args.sim_end, "end", whole_day_end=True) <= \
                 to_utc(args.sim_start, "start", whole_day_end=False):
             raise ValueError(f"--sim-end {args.sim_end!r} is not after --sim-start {args.sim_start!r}")
-        keys = cls.params._getkeys()
-        params = {"seed": args.seed} if "seed" in keys else {}
-        if args.checkpoint is not None and "checkpoint" not in keys:
-            raise ValueError(f"--checkpoint does not apply to {args.strategy}")
-        mismatch = None
+        cls, params, mismatch = strategy_params(args.strategy, inst.symbol, args.seed, args.checkpoint,
+                                                args.allow_symbol_mismatch)
         agent = issubclass(cls, AgentStrategy)
-        if agent:
-            path = args.checkpoint or cls.default_checkpoint
-            mismatch = check_symbol(cls.read_manifest(path), inst.symbol, args.allow_symbol_mismatch, path)
-            params["allow_symbol_mismatch"] = args.allow_symbol_mismatch
-            if args.checkpoint is not None:
-                params["checkpoint"] = args.checkpoint
         api = None
         if args.backend == "sim":
             say(f"loading the simulator's {inst.symbol} bars from {args.sim_data} ...")

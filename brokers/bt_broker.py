@@ -54,7 +54,48 @@ class ForexCommInfo(bt.CommInfoBase):
         return abs(size) / self.instrument.contract_size * self.instrument.commission_per_lot
 
 
-class ForexBroker(bt.BrokerBase):
+class BrokerFace(bt.BrokerBase):
+    """What our two Backtrader brokers (the simulation's and MetaTrader 5's) share: Backtrader's order entry points,
+    the notification queue, positions and the commission info; a subclass defines ``_submit`` and the account."""
+
+    comminfo_fx: ForexCommInfo
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.notifs: collections.deque = collections.deque()
+        self.positions: dict = collections.defaultdict(bt.Position)
+        self._owner = None
+
+    def getposition(self, data) -> bt.Position:
+        return self.positions[data]
+
+    def getcommissioninfo(self, data) -> bt.CommInfoBase:
+        return self.comminfo_fx
+
+    def get_notification(self):
+        return self.notifs.popleft() if self.notifs else None
+
+    def notify(self, order: bt.Order) -> None:
+        self.notifs.append(order.clone())
+
+    def orderstatus(self, order: bt.Order) -> int:
+        return order.status
+
+    def buy(self, owner, data, size, price=None, plimit=None, exectype=None, valid=None, tradeid=0,
+            oco=None, trailamount=None, trailpercent=None, parent=None, transmit=True, histnotify=False,
+            _checksubmit=True, **kwargs) -> bt.Order:
+        return self._submit(bt.BuyOrder, owner, data, size, exectype, tradeid, kwargs)
+
+    def sell(self, owner, data, size, price=None, plimit=None, exectype=None, valid=None, tradeid=0,
+             oco=None, trailamount=None, trailpercent=None, parent=None, transmit=True, histnotify=False,
+             _checksubmit=True, **kwargs) -> bt.Order:
+        return self._submit(bt.SellOrder, owner, data, size, exectype, tradeid, kwargs)
+
+    def _submit(self, cls, owner, data, size, exectype, tradeid, info) -> bt.Order:
+        raise NotImplementedError
+
+
+class ForexBroker(BrokerFace):
     """``bt.BrokerBase`` over one ``ForexSim``; it trades the M1 feed given to ``set_data``.
 
     :param sim: the simulation core (one instrument, one account)
@@ -75,11 +116,8 @@ class ForexBroker(bt.BrokerBase):
         self.equity = array("d")  # per M1 bar, at the close
         self.worst_equity = array("d")  # per M1 bar, at the position's worst price
         self.comminfo_fx = ForexCommInfo(sim.instrument)
-        self.notifs: collections.deque = collections.deque()
-        self.positions: dict = collections.defaultdict(bt.Position)
         self._orders: dict[int, bt.Order] = {}
         self._data: bt.AbstractDataBase | None = None
-        self._owner = None
         self._last_len = 0
         self._seen_rejections = 0
         self.fills: list[Fill] = []
@@ -100,28 +138,7 @@ class ForexBroker(bt.BrokerBase):
     def getvalue(self, datas=None) -> float:
         return self.sim.equity
 
-    def getposition(self, data) -> bt.Position:
-        return self.positions[data]
-
-    def getcommissioninfo(self, data) -> bt.CommInfoBase:
-        return self.comminfo_fx
-
-    def get_notification(self):
-        return self.notifs.popleft() if self.notifs else None
-
-    def notify(self, order: bt.Order) -> None:
-        self.notifs.append(order.clone())
-
     # ---------------------------------------------------------------- orders
-    def buy(self, owner, data, size, price=None, plimit=None, exectype=None, valid=None, tradeid=0,
-            oco=None, trailamount=None, trailpercent=None, parent=None, transmit=True, histnotify=False,
-            _checksubmit=True, **kwargs) -> bt.Order:
-        return self._submit(bt.BuyOrder, owner, data, size, exectype, tradeid, kwargs)
-
-    def sell(self, owner, data, size, price=None, plimit=None, exectype=None, valid=None, tradeid=0,
-             oco=None, trailamount=None, trailpercent=None, parent=None, transmit=True, histnotify=False,
-             _checksubmit=True, **kwargs) -> bt.Order:
-        return self._submit(bt.SellOrder, owner, data, size, exectype, tradeid, kwargs)
 
     def _submit(self, cls, owner, data, size, exectype, tradeid, info) -> bt.Order:
         self._owner = owner
@@ -161,8 +178,6 @@ class ForexBroker(bt.BrokerBase):
                 return order
         return None
 
-    def orderstatus(self, order: bt.Order) -> int:
-        return order.status
 
     # ------------------------------------------------------------- each bar
     def next(self) -> None:

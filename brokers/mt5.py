@@ -35,7 +35,7 @@ from typing import Any
 import backtrader as bt
 
 from brokers.account import AccountView, TradingState
-from brokers.bt_broker import ForexCommInfo, execute_fill
+from brokers.bt_broker import BrokerFace, ForexCommInfo, execute_fill
 from brokers.instruments import Instrument
 from brokers.journal import Journal
 from brokers.sim import Fill, Rejection, floor_price
@@ -157,7 +157,7 @@ class LiveStats:
         self.rejected = collections.Counter()
 
 
-class MT5Broker(bt.BrokerBase):
+class MT5Broker(BrokerFace):
     """:param store: the ``MT5Store`` (connection, clock, server time)
     :param instrument: the symbol's facts and costs (our cost model: spreads the agents observe)
     :param rules: drawdown rules (prop mode by default, as in backtests)
@@ -180,13 +180,10 @@ class MT5Broker(bt.BrokerBase):
         self.protective_stop = protective_stop
         self._initial_arg = initial_cash
         self.comminfo_fx = ForexCommInfo(instrument)
-        self.notifs: collections.deque = collections.deque()
-        self.positions: dict = collections.defaultdict(bt.Position)
         self.stats = LiveStats()
         self.fills: list[Fill] = []
         self.rejections: list[Rejection] = []
         self._data = None
-        self._owner = None
         self._last_len = 0
         self._pending_fills: list[tuple[bt.Order | None, Fill]] = []
         self._known_deals: set[int] = set()
@@ -289,33 +286,10 @@ class MT5Broker(bt.BrokerBase):
     def getvalue(self, datas=None) -> float:
         return self.acct.equity
 
-    def getposition(self, data) -> bt.Position:
-        return self.positions[data]
-
-    def getcommissioninfo(self, data) -> bt.CommInfoBase:
-        return self.comminfo_fx
-
-    def get_notification(self):
-        return self.notifs.popleft() if self.notifs else None
-
-    def notify(self, order: bt.Order) -> None:
-        self.notifs.append(order.clone())
-
-    def buy(self, owner, data, size, price=None, plimit=None, exectype=None, valid=None, tradeid=0, oco=None,
-            trailamount=None, trailpercent=None, parent=None, transmit=True, histnotify=False, _checksubmit=True,
-            **kwargs) -> bt.Order:
-        return self._submit(bt.BuyOrder, owner, data, size, exectype, tradeid, kwargs)
-
-    def sell(self, owner, data, size, price=None, plimit=None, exectype=None, valid=None, tradeid=0, oco=None,
-             trailamount=None, trailpercent=None, parent=None, transmit=True, histnotify=False, _checksubmit=True,
-             **kwargs) -> bt.Order:
-        return self._submit(bt.SellOrder, owner, data, size, exectype, tradeid, kwargs)
 
     def cancel(self, order: bt.Order, bracket: bool = False):
         return None  # market orders are answered while they are sent: nothing is left to cancel
 
-    def orderstatus(self, order: bt.Order) -> int:
-        return order.status
 
     def _submit(self, cls, owner, data, size, exectype, tradeid, info) -> bt.Order:
         self._owner = owner
