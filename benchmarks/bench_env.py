@@ -11,6 +11,11 @@ Measurements (all in one process; loading CSVs is never timed):
 * ``build_s_1m_bars``: ``build_context(m1, macro)`` + ``ForexEnv(ctx, cfg)`` on >= 1,000,000 M1 bars
   (``--big-years`` concatenated, default 2019+2020+2022).
 * ``hier_env_steps_per_s``: ``HierarchicalForexEnv.step(h4_action, m1_action)``, same protocol as above.
+* ``four_agent_env_steps_per_s``: ``training.four_agent_env.FourAgentEnv``, one M1 bar per step, random actions
+  pre-drawn from a seeded Generator (class probabilities, Structure actions, Tactical indices among the allowed,
+  Risk indices), the due agents' actions given to ``act`` and the Risk one to ``step`` where it is due; the
+  matrices are built before timing (``context_matrices``). Every step runs the consensus, the drawdown state and
+  the validator, the brackets, the broker core and the reward.
 * flatness: ``ForexEnv`` steps/s on the first ``--small-bars`` bars of the year (``env_steps_per_s_small``)
   and on the 1M-bar context (``env_steps_per_s_1m``); ``flat_ratio`` = 1m / small (should be ~1).
 
@@ -112,11 +117,40 @@ def run_hier(ctx: MarketContext, cfg: EnvConfig, steps: int, seed: int) -> float
     return time.perf_counter() - t0
 
 
+def run_four_agent(ctx: MarketContext, cfg: EnvConfig, steps: int, seed: int) -> float:
+    from feeds.macro import MacroTable
+    from training.four_agent_env import FourAgentEnv, context_matrices
+
+    env = FourAgentEnv(ctx, context_matrices(ctx, MacroTable.from_frame(load_macro())), cfg)
+    rng = np.random.default_rng(seed)
+    probs = rng.dirichlet(np.ones(4), steps)
+    struct = np.c_[rng.uniform(-1, 1, steps), rng.uniform(0, 1, (steps, 2))]
+    pick, risk = rng.random(steps), rng.integers(0, 4, steps)
+    env.reset(seed=seed)
+    act, step, reset, due, mask = env.act, env.step, env.reset, env.due, env.action_mask
+    t0 = time.perf_counter()
+    for k in range(steps):
+        d = due()
+        kw = {}
+        if d:
+            if "regime" in d:
+                kw["regime"], kw["structure"] = probs[k], struct[k]
+            if "tactical" in d:
+                allowed = np.flatnonzero(mask())
+                kw["tactical"] = int(allowed[int(pick[k] * len(allowed))])
+        p = act(**kw)
+        _, term, trunc, _ = step(int(risk[k]) if p.risk_due else None)
+        if term or trunc:
+            reset()
+    return time.perf_counter() - t0
+
+
 # name -> runner(ctx, cfg, steps, seed) -> seconds. Each adds "<name>_steps_per_s" to the JSON line.
 RUNNERS: dict[str, Callable[[MarketContext, EnvConfig, int, int], float]] = {
     "env": run_env,
     "trivial_env": run_trivial,
     "hier_env": run_hier,
+    "four_agent_env": run_four_agent,
 }
 
 

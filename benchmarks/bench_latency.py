@@ -11,7 +11,26 @@
 * training: ``MTFMARL.update`` on batches of 256 sampled (sampling timed) from a ``JointReplayBuffer`` holding
   50k random transitions, with ``torch.set_num_threads(1)`` and then 2; best of 3 runs of ``--updates``.
 
-Targets: decision p99 <= 0.5 ms; >= 1000 updates/s at batch 256.
+* four-agent decision (``four_agent_...``): the ``four_agent`` strategy's path at batch 1 on CPU, 1 torch thread,
+  traced forwards (``agents.four_agent.acting.Controller(traced=True)``), over the same month: from a new bar
+  (matrices already built, as in a backtest: ``MarketMatrices.at``) to a validated target position. Per bar,
+  timed with ``perf_counter_ns``: each agent due at that bar (matrix view, its forward, its hub read and
+  publication; Risk includes its proposal features), then the consensus, ``decide`` and ``guarded_target``;
+  ``four_agent_<agent>_p50/p99_ms`` over the bars where that agent acts, ``four_agent_decision_p50/p99_ms`` over
+  every decision bar (at ~3 % of bars an M30 bar completes and all four act: the p99 is such a bar). The order is
+  then submitted and the account advanced (not timed). Also: the same with eager torch
+  (``four_agent_decision_eager_...``), the incremental matrices' cost per new bar for a live feed
+  (``IncrementalMatrices.append``: an engine pass per completed M5 / M30 bar; ``four_agent_matrices_...``) and
+  their per-bar sum with the decision (``four_agent_live_...``). Checkpoint: ``checkpoints/four_agent_eurusd``
+  when it loads, else a fresh untrained one (weights do not change the cost of a forward; how often Risk acts
+  depends on the policy).
+* four-agent training throughput: one rollout of ``--fa-envs`` envs x 1440 M1 bars (the runner, batched
+  forwards), GAE, one MAPPO update (5 epochs, no mini-batches) and the DQN updates it earned:
+  ``four_agent_train_env_steps_per_s`` (M1 steps / wall time of collection + learning) and
+  ``four_agent_train_samples_per_s`` (Structure + Tactical decisions / the same time).
+
+Targets: decision p99 <= 0.5 ms; >= 1000 updates/s at batch 256; four-agent total p99 <= 5 ms (the design's
+budgets: < 5 ms per agent, < 10 ms in total).
 
 Usage::
 
@@ -29,6 +48,7 @@ import json
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: make the repository importable
@@ -55,6 +75,7 @@ from strategies.mtf_marl import DEFAULT_CHECKPOINT
 from training.common import Account, EnvConfig
 
 P99_TARGET_MS = 0.5
+FOUR_AGENT_P99_TARGET_MS = 5.0
 UPDATES_TARGET = 1000.0
 _TMP: list[tempfile.TemporaryDirectory] = []  # keep fresh checkpoints alive for the process
 
@@ -177,6 +198,158 @@ def bench_updates(threads: int, updates: int, runs: int, batch: int = 256, fill:
     return best
 
 
+# ------------------------------------------------------------------ the four-agent system
+def four_agent_checkpoint(symbol: str = "EURUSD") -> tuple[Path, str]:
+    """(path, description): the committed four-agent checkpoint if it loads, else a fresh untrained one."""
+    from agents.checkpoint import load_four_agent
+    from strategies.four_agent import DEFAULT_CHECKPOINT as FA_DEFAULT
+
+    if FA_DEFAULT.is_dir():
+        try:
+            load_four_agent(FA_DEFAULT)
+            return FA_DEFAULT, "default"
+        except CheckpointError as e:
+            print(f"four-agent checkpoint unusable ({e}); using a fresh untrained one")
+    from training.train_four_agent import Args, build_networks, manifest
+
+    tmp = tempfile.TemporaryDirectory(prefix="four_agent_bench_")
+    _TMP.append(tmp)
+    args = Args(symbol=symbol)
+    torch.manual_seed(0)
+    nets, source = build_networks(args)
+    return save_checkpoint(Path(tmp.name), {"networks": nets.state_dict()},
+                           manifest(args, 0, nets.config, source)), "fresh untrained"
+
+
+def four_agent_pass(ctx, mm, m1: pd.DataFrame, cfg: EnvConfig, nets, margin: float,
+                    traced: bool) -> dict[str, np.ndarray]:
+    """Nanoseconds per decision bar (``total``), per agent where it acts, and per new bar of the incremental
+    matrices (``matrices``), over the ready bars of ``ctx`` (module docstring)."""
+    from agents.four_agent.acting import Controller
+    from features.engine import N_FEATURES
+    from features.matrices import IncrementalMatrices
+    from feeds.macro import MacroTable
+    from training.four_agent_env import FourAgentEnv
+
+    env = FourAgentEnv(ctx, mm, replace(cfg, random_start=False, episode_bars=10**9))
+    env.reset(seed=0)
+    acct, book, sim = env.acct, env.book, env.acct.sim
+    ctl = Controller(nets, 1, explore=False, traced=traced, risk_margin=margin)
+    lo, hi = env.i, len(ctx) - 1
+    inc = IncrementalMatrices(MacroTable.from_frame(load_macro()))
+    t_ns = m1.index.as_unit("ns").asi8
+    cols = [m1[k].to_numpy(np.float64) for k in ("open", "high", "low", "close")]
+    inc.extend(t_ns[:lo], *(c[:lo] for c in cols))  # the live feed's backfill (not timed)
+    one = np.zeros(1, np.int64)
+    new5, new30 = mm.new_m5.tolist(), mm.new_m30.tolist()
+    out: dict[str, list[int]] = {k: [] for k in ("total", "regime", "structure", "tactical", "risk", "matrices")}
+    clock = time.perf_counter_ns
+    for i in range(lo, hi):
+        t = clock()
+        inc.append(int(t_ns[i]), cols[0][i], cols[1][i], cols[2][i], cols[3][i])
+        out["matrices"].append(clock() - t)
+        t0 = clock()
+        m = mm.at(i)
+        for agent in book.due(new5[i], new30[i]):
+            ta = clock()
+            if agent == "regime":
+                book.set_regime(ctl.regime(one, m.regime[None], m.regime_mask[None]).action[0])
+            elif agent == "structure":
+                book.set_structure(ctl.structure(one, m.structure[None], m.structure_mask[None]).action[0])
+            else:
+                book.set_tactical(int(ctl.tactical(one, m.tactical[None], m.tactical_mask[None],
+                                                   book.tactical_mask(sim.lots)[None]).action[0]))
+            out[agent].append(clock() - ta)
+        atr = acct.atr[i]
+        state = book.account_state(sim, acct.obs.max_lots, atr)
+        p = book.propose(state)
+        r = 0
+        if p.risk_due:
+            ta = clock()
+            account = acct.obs.shared(i, sim, acct.guard)[N_FEATURES:]
+            r = int(ctl.risk(one, book.risk_features(p, acct.obs.max_lots)[None], account[None]).action[0])
+            out["risk"].append(clock() - ta)
+        decision = book.decide(state, r)
+        verdict = book.guard(decision, acct.validator, sim, atr)
+        order = book.order(decision, verdict, sim.lots)
+        out["total"].append(clock() - t0)
+        if order is not None:  # not timed: the order, the next bar
+            sim.submit_target(*order)
+        book.end_bar()
+        acct.bar(i + 1)
+    return {k: np.asarray(v, np.int64) for k, v in out.items()}
+
+
+def bench_four_agent_decisions(ctx, mm, m1, cfg, path: Path, repeat: int) -> dict[str, float]:
+    from agents.checkpoint import load_four_agent
+
+    nets, man = load_four_agent(path)
+    margin = float(man["dqn_config"]["override_margin"])
+    res: dict[str, float] = {}
+    for traced, tag in ((True, ""), (False, "_eager")):
+        best: dict[str, tuple[float, float]] = {}
+        for r in range(repeat):
+            ns = four_agent_pass(ctx, mm, m1, cfg, nets, margin, traced)
+            live = ns["matrices"] + ns["total"]
+            runs = {k: v for k, v in ns.items() if len(v)} | {"live": live}
+            line = ", ".join(f"{k} p50 {_pct(v)[0] * 1e3:.0f} / p99 {_pct(v)[1] * 1e3:.0f} us (n={len(v)})"
+                             for k, v in runs.items())
+            print(f"  four-agent{tag or ' traced'} pass {r + 1}: {line}")
+            for k, v in runs.items():
+                p50, p99 = _pct(v)
+                b = best.get(k, (np.inf, np.inf))
+                best[k] = (min(b[0], p50), min(b[1], p99))
+        if tag:
+            res |= {"four_agent_decision_eager_p50_ms": round(best["total"][0], 4),
+                    "four_agent_decision_eager_p99_ms": round(best["total"][1], 4)}
+            continue
+        res |= {"four_agent_decision_p50_ms": round(best["total"][0], 4),
+                "four_agent_decision_p99_ms": round(best["total"][1], 4)}
+        for k in ("regime", "structure", "tactical", "risk"):
+            if k in best:
+                res[f"four_agent_{k}_p50_ms"] = round(best[k][0], 4)
+                res[f"four_agent_{k}_p99_ms"] = round(best[k][1], 4)
+        res |= {"four_agent_matrices_p99_ms": round(best["matrices"][1], 4),
+                "four_agent_live_p50_ms": round(best["live"][0], 4),
+                "four_agent_live_p99_ms": round(best["live"][1], 4)}
+    return res
+
+
+def bench_four_agent_training(ctx, mm, cfg, n_envs: int, bars: int = 1440, seed: int = 0) -> dict[str, float]:
+    """One rollout, its GAE, one MAPPO update and the DQN updates it earned (module docstring)."""
+    from agents.four_agent.acting import ALLOW, Controller
+    from agents.four_agent.dqn import RiskDQN
+    from agents.four_agent.mappo import MAPPO
+    from agents.four_agent.runner import Runner
+    from training.four_agent_env import STATE_DIM, FourAgentEnv, RegimeCache
+    from training.train_four_agent import Args, agent_batches, build_networks
+
+    args = Args(n_envs=n_envs, episode_bars=bars, learning_starts=0, seed=seed)
+    torch.manual_seed(seed)
+    nets, _ = build_networks(args)
+    cache = RegimeCache(nets, mm, ctx.first_ready)
+    envs = [FourAgentEnv(ctx, mm, replace(cfg, episode_bars=bars)) for _ in range(n_envs)]
+    for b, e in enumerate(envs):
+        e.np_random = np.random.default_rng([seed, b])
+    rng = np.random.default_rng(seed)
+    runner = Runner(Controller(nets, n_envs, explore=True), envs, args.gamma, rng, [cache] * n_envs)
+    mappo, dqn = MAPPO(nets, STATE_DIM, args.mappo_config()), RiskDQN(nets.risk, nets.config, args.dqn_config())
+    t0 = time.perf_counter()
+    ro = runner.collect(bars, 0.02, ALLOW)
+    t1 = time.perf_counter()
+    batches, _ = agent_batches(ro, mappo, args.gae_lambda)
+    mappo.update(batches, rng)
+    t2 = time.perf_counter()
+    dqn.learn(dqn.add(ro.risk), rng)
+    t3 = time.perf_counter()
+    samples = sum(len(b) for b in batches.values())
+    print(f"  {ro.steps} M1 steps ({n_envs} envs) collected in {t1 - t0:.1f}s; {samples} MAPPO samples, update "
+          f"{t2 - t1:.1f}s; {dqn.updates} DQN updates {t3 - t2:.1f}s")
+    return {"four_agent_train_env_steps_per_s": round(ro.steps / (t3 - t0), 1),
+            "four_agent_train_samples_per_s": round(samples / (t3 - t0), 1),
+            "four_agent_collect_steps_per_s": round(ro.steps / (t1 - t0), 1)}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     ap.add_argument("--checkpoint", default=None, help="MTF-MARL checkpoint folder (default: see module doc)")
@@ -185,6 +358,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeat", type=int, default=3, help="decision passes (best p50 / p99 of them)")
     ap.add_argument("--updates", type=int, default=300, help="updates per timed training run")
     ap.add_argument("--runs", type=int, default=3, help="timed training runs per thread count (best)")
+    ap.add_argument("--fa-envs", type=int, default=8, help="envs of the four-agent training measurement")
+    ap.add_argument("--no-four-agent", action="store_true", help="skip the four-agent measurements")
     args = ap.parse_args(argv)
 
     print(f"targets: decision p99 <= {P99_TARGET_MS} ms (batch 1, CPU); "
@@ -228,6 +403,23 @@ def main(argv: list[str] | None = None) -> int:
     res["train_updates_per_s_2threads"] = round(bench_updates(2, args.updates, args.runs), 1)
     torch.set_num_threads(1)
 
+    if not args.no_four_agent:
+        from feeds.macro import MacroTable
+        from training.four_agent_env import context_matrices
+
+        fa_path, fa_how = four_agent_checkpoint(args.symbol)
+        print(f"four-agent checkpoint: {fa_path} ({fa_how})")
+        mm = context_matrices(ctx, MacroTable.from_frame(load_macro()))
+        print("four-agent decision latency (traced, then eager; batch 1, 1 thread):")
+        res |= bench_four_agent_decisions(ctx, mm, m1, cfg, fa_path, args.repeat)
+        print("four-agent training throughput (runner + MAPPO + DQN, 1 thread):")
+        torch.set_num_threads(1)
+        res |= bench_four_agent_training(ctx, mm, cfg, args.fa_envs)
+        ok = res["four_agent_decision_p99_ms"] <= FOUR_AGENT_P99_TARGET_MS
+        print(f"four-agent decision p99 {res['four_agent_decision_p99_ms']:.2f} ms (traced): target <= "
+              f"{FOUR_AGENT_P99_TARGET_MS:.0f} ms {'MET' if ok else 'MISSED'}; per agent p99 " + ", ".join(
+                  f"{k} {res[f'four_agent_{k}_p99_ms']:.2f}" for k in ("regime", "structure", "tactical", "risk")
+                  if f"four_agent_{k}_p99_ms" in res) + " ms (design budget < 5 ms each)")
     ok_lat = res["mtf_marl_decision_p99_ms"] <= P99_TARGET_MS
     ok_upd = res["train_updates_per_s"] >= UPDATES_TARGET
     print(f"decision p99 {res['mtf_marl_decision_p99_ms'] * 1e3:.1f} us (numpy) / "

@@ -124,6 +124,13 @@ def make_tasks(strategies: list[str], periods: list[tuple[str, int, Path]], runs
     return tasks
 
 
+def _is_agent(strategy: str) -> bool:
+    from strategies import STRATEGIES
+    from strategies.base import AgentStrategy
+
+    return issubclass(STRATEGIES[strategy], AgentStrategy)
+
+
 def _checkpoint_path(strategy: str, checkpoint: str | None) -> Path:
     from strategies import STRATEGIES
 
@@ -190,7 +197,7 @@ def row_from_run(task: Task, out: Path) -> tuple[dict[str, Any], pd.Series]:
         "gap_breaches": sum(bool(b["gap"]) for b in c["breaches"]), "max_total_dd": c["max_total_dd"],
         "psr": psr, "dsr": dsr, "trials": trials, "trials_note": note, "days": len(rets),
         "buy_hold_return": s["buy_hold_return"], "seed": s["seed"],
-        "checkpoint": _rel(Path(task.checkpoint)) if task.checkpoint else None,
+        "checkpoint": _rel(_checkpoint_path(task.strategy, task.checkpoint)) if _is_agent(task.strategy) else None,
         "symbol_mismatch": s.get("symbol_mismatch"), "warnings": sum(warned.values()),
         "warning_lines": dict(sorted(warned.items(), key=lambda kv: -kv[1])[:5]), "run": Path(task.out).name,
         "elapsed_s": s["elapsed_s"],
@@ -206,14 +213,18 @@ def _rel(p: Path) -> str:
 
 
 _CODE = ("feeds", "features", "risk", "brokers", "analyzers", "strategies", "agents", "reports", "configs")
+_TOOLS = {"reports/evaluate.py", "reports/walk_forward.py", "reports/stress.py", "reports/cmdp_sweep.py"}
+"""tools that call run_backtest, not code it runs (a row is always recomputed from the run's files)"""
 
 
 @functools.cache
 def code_hash() -> str:
-    """SHA-256 over the source a backtest runs (``run_backtest.py`` and its packages' ``.py`` and ``.yaml`` files)."""
+    """SHA-256 over the source a backtest runs: ``run_backtest.py`` and its packages' ``.py`` and ``.yaml`` files,
+    without the grid tools (``_TOOLS``)."""
     h = hashlib.sha256()
-    files = [REPO_ROOT / "run_backtest.py"] + sorted(f for d in _CODE for f in (REPO_ROOT / d).rglob("*")
-                                                     if f.suffix in (".py", ".yaml") and f.is_file())
+    files = [REPO_ROOT / "run_backtest.py"] + sorted(
+        f for d in _CODE for f in (REPO_ROOT / d).rglob("*")
+        if f.suffix in (".py", ".yaml") and f.is_file() and f.relative_to(REPO_ROOT).as_posix() not in _TOOLS)
     for f in files:
         h.update(str(f.relative_to(REPO_ROOT)).encode() + b"\0" + f.read_bytes() + b"\0")
     return h.hexdigest()

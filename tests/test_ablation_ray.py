@@ -37,6 +37,7 @@ def _flatten(d: dict, prefix: str = "") -> dict[str, torch.Tensor]:
     return out
 
 
+@pytest.mark.xdist_group("ray")  # one xdist worker holds the Ray session
 @pytest.mark.usefixtures("ray_session")
 def test_ray_tasks_reproduce_the_runs_trained_alone(tmp_path: Path, fx_dir: Path) -> None:
     args = ablation.Args(**PLAN, seeds=(0,), variants=("mtf_marl_shared", "td3"), test_start="2024-01-25",

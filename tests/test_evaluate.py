@@ -25,6 +25,7 @@ def _rows(out: Path) -> list[dict]:
                                                                                      .read_text())]
 
 
+@pytest.mark.xdist_group("ray")  # one xdist worker holds the Ray session
 @pytest.mark.usefixtures("ray_session")
 def test_rows_are_the_same_in_process_and_on_two_ray_workers(fx_dir: Path, tmp_path: Path) -> None:
     one = evaluate.main([*GRID, "--data", str(fx_dir), "--workers", "1", "--out", str(tmp_path / "a"),

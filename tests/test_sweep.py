@@ -15,8 +15,6 @@ import pytest
 from feeds.paths import REPO_ROOT
 from tests.ray_fixtures import ray_session  # noqa: F401
 
-pytest.importorskip("optuna")
-
 TINY = dict(train_start="2024-01-01", train_end="2024-01-20", val_start="2024-01-21", val_end="2024-01-31",
             total_steps=800, learning_starts=200, eval_every=400, episode_bars=400, buffer_size=5000,
             eval_bars=1500)
@@ -26,6 +24,7 @@ def _cli(**kw) -> list[str]:
     return [f"--{k.replace('_', '-')}={v}" for k, v in kw.items()]
 
 
+@pytest.mark.xdist_group("ray")  # one xdist worker holds the Ray session
 @pytest.mark.usefixtures("ray_session")
 def test_sweep_is_resumed_after_an_interruption_and_records_its_trials(tmp_path: Path, fx_dir: Path) -> None:
     from training import sweep

@@ -24,6 +24,7 @@ def test_folds_follow_the_data_years() -> None:
         walk_forward_folds([2019, 2020])
 
 
+@pytest.mark.xdist_group("ray")  # one xdist worker holds the Ray session
 @pytest.mark.usefixtures("ray_session")
 def test_tiny_walk_forward_trains_selects_tests_and_reports(tmp_path: Path, fx_dir: Path) -> None:
     args = walk_forward.Args(test_years=(2020,), seeds=(0, 1), trainers=("mtf_marl",), total_steps=400,

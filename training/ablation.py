@@ -192,5 +192,7 @@ def main(args: Args) -> Path:
     return table
 
 
-if __name__ == "__main__":
-    main(tyro.cli(Args))
+if __name__ == "__main__":  # through the imported module, so Ray pickles its tasks by reference, not as __main__'s
+    from training import ablation as _m
+
+    _m.main(tyro.cli(_m.Args))

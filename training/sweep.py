@@ -38,7 +38,7 @@ TRAINERS: dict[str, str] = {"mtf_marl": "training.train_mtf_marl", "td3": "train
 if importlib.util.find_spec("training.train_four_agent") is not None:  # the four-agent trainer, once it exists
     TRAINERS["four_agent"] = "training.train_four_agent"
 
-RESUMABLE = {"mtf_marl"}
+RESUMABLE = {"mtf_marl", "four_agent"}
 """trainers whose ``Args.resume`` continues an interrupted run from ``OUT/last`` exactly"""
 
 
@@ -53,7 +53,12 @@ def search_space(trainer: str) -> dict[str, Any]:
     if trainer == "td3":
         return common | {"action_noise": tune.uniform(0.05, 0.4),
                          "net_arch": tune.choice(["64x64", "128x128", "256x256"])}
-    return common
+    if trainer == "four_agent":  # MAPPO (Structure, Tactical) + DQN (Risk): no batch size or update cadence of TD3's
+        return {"gamma": common["gamma"], "max_exposure": common["max_exposure"],
+                "actor_lr": tune.loguniform(1e-4, 2e-3), "critic_lr": tune.loguniform(1e-4, 2e-3),
+                "entropy_coef": tune.loguniform(1e-3, 5e-2), "clip": tune.choice([0.1, 0.2, 0.3]),
+                "dqn_lr": tune.loguniform(1e-4, 1e-3)}
+    raise ValueError(f"no search space for trainer {trainer!r}")
 
 
 @dataclass
@@ -243,5 +248,7 @@ def main(args: Args) -> dict[str, Any]:
     return out
 
 
-if __name__ == "__main__":
-    main(tyro.cli(Args))
+if __name__ == "__main__":  # through the imported module, so Ray pickles its tasks by reference, not as __main__'s
+    from training import sweep as _m
+
+    _m.main(tyro.cli(_m.Args))

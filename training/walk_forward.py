@@ -119,6 +119,7 @@ def select(trainer: str, runs: list[Path], seeds: tuple[int, ...], dst: Path, fo
             "walk_forward": {"fold": asdict(fold), "seed": seeds[k], "score": summaries[k]["best_score"]}}
     (dst / "manifest.json").write_text(json.dumps(man, indent=2, default=str) + "\n")
     return {"seed": seeds[k], "score": summaries[k]["best_score"], "trials": candidates,
+            "train_s": round(sum(s["elapsed_s"] for s in summaries), 1),
             "val": max(summaries[k]["history"], key=lambda h: h["score"])}
 
 
@@ -196,5 +197,7 @@ def main(args: Args) -> dict[str, Any]:
     return json.loads(text)
 
 
-if __name__ == "__main__":
-    main(tyro.cli(Args))
+if __name__ == "__main__":  # through the imported module, so Ray pickles its tasks by reference, not as __main__'s
+    from training import walk_forward as _m
+
+    _m.main(tyro.cli(_m.Args))

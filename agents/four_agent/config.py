@@ -28,6 +28,7 @@ sequence at a bar where an M30 bar completes: Regime, Structure, Tactical and Ri
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -144,7 +145,8 @@ class FourAgentConfig:
             raise ValueError(f"message_dim and memory_dim must be positive, got {self.message_dim}, {self.memory_dim}")
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """JSON-shaped (tuples as lists), so a config compares equal to the one a manifest recorded."""
+        return json.loads(json.dumps(asdict(self)))
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> FourAgentConfig:
