@@ -21,7 +21,7 @@ STRATEGIES: dict[str, type[FxStrategy]] = {
 }
 
 __all__ = ["STRATEGIES", "BuyHold", "FourAgent", "FxStrategy", "MtfMarl", "RandomAgent", "SmaCross", "Td3Agent",
-           "add_fx_feeds", "get_strategy", "use_forex_broker"]
+           "add_fx_feeds", "get_strategy", "strategy_params", "use_forex_broker"]
 
 
 def strategy_params(name: str, symbol: str, seed: int, checkpoint=None,

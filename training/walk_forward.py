@@ -64,6 +64,13 @@ class Args:
     """random steps before learning"""
     eval_every: int = 50_000
     """steps between validations"""
+    action_mode: str = "free"
+    """MTF-MARL action design (``risk.actions.joint_target_for``): free, or timing (the director decides direction
+    and size, the executor only times entries and exits)"""
+    min_hold_bars: int = 0
+    """timing mode: M1 bars an entry is held before the executor may leave it"""
+    turnover_penalty: float = 0.0
+    """reward penalty per full-size position traded, beyond the costs already in the P&L"""
     days: int = 0
     """> 0: every period (training, validation, test) ends DAYS days after it starts (tiny runs); 0: whole years"""
     other_symbols: tuple[str, ...] = ("GBPUSD", "USDJPY", "XAUUSD")
@@ -93,12 +100,15 @@ def fold_plan(fold: Fold, args: Args) -> RunPlan:
                    learning_starts=args.learning_starts, eval_every=args.eval_every)
 
 
-def train_run(trainer: str, plan: RunPlan, seed: int, symbol: str, data: str, out: str) -> dict[str, Any]:
-    """One training run (reused when finished; an MTF-MARL run continues from its last checkpoint)."""
+def train_run(trainer: str, plan: RunPlan, seed: int, symbol: str, data: str, out: str,
+              design: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One training run (reused when finished; an MTF-MARL run continues from its last checkpoint). ``design``:
+    the env-config levers (action mode, minimum hold, turnover penalty) every run of the walk-forward shares."""
     done = Path(out) / "train_summary.json"
     if done.is_file():
         return json.loads(done.read_text())
-    settings = asdict(plan) | {"seed": seed, "symbol": symbol, "data": data, "out": out, "tensorboard": False}
+    settings = asdict(plan) | (design or {}) | {"seed": seed, "symbol": symbol, "data": data, "out": out,
+                                                "tensorboard": False}
     if trainer in RESUMABLE and (Path(out) / "last" / "manifest.json").is_file():
         settings["resume"] = str(Path(out) / "last")
     return importlib.import_module(TRAINERS[trainer]).main(trainer_args(trainer, settings))
@@ -151,7 +161,9 @@ def main(args: Args) -> dict[str, Any]:
     years = [y for _, y, _ in find_periods([Path(data)], [args.symbol])]
     folds = walk_forward_folds(years, args.first_test_year, list(args.test_years) or None)
     t0 = time.perf_counter()
-    jobs = [(t, fold_plan(f, args), s, args.symbol, data, str(runs / f.name / f"{t}-s{s}"))
+    design = {"action_mode": args.action_mode, "min_hold_bars": args.min_hold_bars,
+              "turnover_penalty": args.turnover_penalty}
+    jobs = [(t, fold_plan(f, args), s, args.symbol, data, str(runs / f.name / f"{t}-s{s}"), design)
             for f in folds for t in args.trainers for s in args.seeds]
     run_ordered(train_run, jobs, args.workers, args.ray_address or None)
     rows, evals = [], []
