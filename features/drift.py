@@ -3,7 +3,7 @@
 A checkpoint's manifest records, per feature of the one engine (16 on M1 bars, 16 on H4 bars), the 0.1 % and 99.9 %
 quantiles over its training period (``feature_ranges``). Live (or in any run), ``DriftMonitor.check`` counts the
 decisions whose features fall outside those ranges by more than ``margin`` of their width and logs a warning, at
-most once an hour per feature, naming the feature and the value. A policy fed inputs it has never seen acts on
+most once a day of bar time per feature, naming the feature and the value. A policy fed inputs it has never seen acts on
 extrapolation; the warning is the cue to stop or retrain, not a guarantee of anything.
 """
 
@@ -33,6 +33,10 @@ def feature_ranges(m1_features: Sequence[np.ndarray], h4_features: Sequence[np.n
     return out
 
 
+WARN_EVERY_MINUTES = 1440
+"""a feature found outside is warned about at most once a day (of bar time): a live log stays readable"""
+
+
 class DriftMonitor:
     """:param ranges: a manifest's ``feature_ranges`` entry
     :param margin: how far outside the range counts, as a fraction of its width"""
@@ -59,10 +63,11 @@ class DriftMonitor:
             for j in bad:
                 key = f"{tf}.{FEATURE_NAMES[j]}"
                 self.by_feature[key] = self.by_feature.get(key, 0) + 1
-                if minute - self._warned.get(key, -10**9) >= 60:
+                if minute - self._warned.get(key, -10**9) >= WARN_EVERY_MINUTES:
                     self._warned[key] = minute
-                    log.warning("drift: %s = %.3f is outside its training range [%.3f, %.3f]", key, float(x[j]),
-                                float(self._lo[tf][j]), float(self._hi[tf][j]))
+                    log.warning("drift: %s = %.3f is outside its training range [%.3f, %.3f] (%d decisions so far; "
+                                "next warning for it in a day at the earliest)", key, float(x[j]),
+                                float(self._lo[tf][j]), float(self._hi[tf][j]), self.by_feature[key])
             found = found or len(bad) > 0
         self.outside += found
         return found
