@@ -9,7 +9,15 @@
   of the hub (it sees Regime), then actor and critic heads. Policy: three independent Beta distributions
   (bounded support, no squashing correction): bias = 2 u - 1 with u ~ Beta, size ~ Beta, confidence ~ Beta;
   the actor head gives (alpha, beta) = 1 + softplus(.) per action (unimodal). Log-probs are in the action's own
-  units (the bias's includes the -log 2 of its change of variable).
+  units (the bias's includes the -log 2 of its change of variable). Initialisation of the confidence head:
+  Beta(3, 1.25) (``CONFIDENCE_PRIOR``, by the biases of its two actor outputs; mean 0.71), not the default's
+  Beta(~1.7, ~1.7) (mean 0.5). The consensus gate (``risk.consensus``: no new exposure below a structure
+  confidence of 0.5) sat at the centre of the default: a fresh policy's mean confidence (what evaluation and
+  backtests act on) passed or failed it by a coin flip of the initialisation, the same everywhere (its outputs
+  barely depend on the input at first), and half the sampled decisions were gated, so rollouts traded little, the
+  Risk agent (it acts only on a proposed change or an open position) saw few transitions, and the first drift of
+  the mean below 0.5 switched the deterministic policy off entirely. Now a fresh Structure agent lets the others
+  trade (83 % of sampled decisions, and its mean) and must *learn* where to withhold its confidence.
 * ``TacticalNet``: projection 7 -> d, sinusoidal positional encoding, self-attention encoder layers (8 heads),
   masked mean + newest row, a hub read (Regime and Structure) -> a Categorical over ``TACTICAL_ACTIONS`` with an
   action mask (masked logits are the float minimum, so they are never sampled and add no entropy), a critic head,
@@ -50,6 +58,14 @@ from agents.four_agent.hub import CommHub, HubView
 
 _LOG2 = math.log(2.0)
 _BETA_EPS = 1e-6
+CONFIDENCE_PRIOR: tuple[float, float] = (3.0, 1.25)
+"""(alpha, beta) of a fresh Structure agent's confidence: mean 0.71, above the consensus gate (0.5) with
+probability 0.83 (module docstring)"""
+
+
+def _inv_softplus(y: float) -> float:
+    """x with softplus(x) = y (> 0)."""
+    return y + math.log(-math.expm1(-y))
 
 
 # ------------------------------------------------------------------ building blocks
@@ -250,6 +266,16 @@ class StructureNet(nn.Module):
         self.actor = nn.Linear(s.head_hidden, 2 * len(STRUCTURE_ACTIONS))
         self.critic = nn.Linear(s.head_hidden, 1)
         self.message = nn.Linear(s.head_hidden, cfg.message_dim)
+        self._init_confidence(*CONFIDENCE_PRIOR)
+
+    @torch.no_grad()
+    def _init_confidence(self, alpha: float, beta: float) -> None:
+        """Start the confidence head at Beta(``alpha``, ``beta``) (module docstring: ``CONFIDENCE_PRIOR``): the
+        biases of its two actor outputs are set so that 1 + softplus(bias) = alpha, beta (the weights keep their
+        default initialisation, which moves them little at first)."""
+        k, n = STRUCTURE_ACTIONS.index("confidence"), len(STRUCTURE_ACTIONS)
+        self.actor.bias[k] = _inv_softplus(alpha - 1.0)
+        self.actor.bias[n + k] = _inv_softplus(beta - 1.0)
 
     def forward(self, obs: StructureObs) -> StructureOutput:
         x = obs.matrix
