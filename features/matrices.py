@@ -27,8 +27,8 @@ Gaps are explicit: the engine's ``gap`` column says how long the data stopped be
 bars, ~1 after a weekend); nothing is forward-filled. Missing rows: before enough complete bars exist, and for
 bars inside the engine's warm-up (the first ``FeatureSpec.warmup_bars`` = 119 bars of a timeframe, where some
 feature is undefined), a row is all zeros and its mask entry is False; every other row is True. A matrix is
-*ready* (every row real) once ``warmup_bars + rows - 1`` bars of its timeframe are complete: 178 M5 bars
-(~15 h), 166 M30 bars (structure) and 214 M30 bars (regime, ~4.5 trading days). Load
+*ready* (every row real) once ``warmup_bars + rows`` bars of its timeframe are complete: 179 M5 bars
+(~15 h), 167 M30 bars (structure) and 215 M30 bars (regime, ~4.5 trading days). Load
 ``features.context.HISTORY_DAYS`` of history before a period anyway: Wilder's RSI/ATR/ADX remember where the
 series began (see there).
 

@@ -9,7 +9,7 @@ Cadence (``info["acted"]``), each agent at its own bars:
 * Regime and Structure: at each M1 bar where an M30 bar completes (``features.matrices``: the one completion rule);
 * Tactical: at each M1 bar where an M5 bar completes; between its decisions its action counts as ``hold``;
 * Risk: at every M1 bar where the consensus proposes a target other than the position, or a position is open;
-* all of them at an episode's first bar (nothing is in force yet).
+* Regime, Structure and Tactical at an episode's first bar (nothing is in force yet); Risk only where due.
 
 Per bar the core env is driven in two calls, because the Risk agent must see the proposal of *this* bar:
 ``act(regime=, structure=, tactical=)`` takes the due upper agents' actions (others are ignored, as the MTF-MARL

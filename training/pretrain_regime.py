@@ -132,7 +132,7 @@ def period_samples(m1: pd.DataFrame, macro: MacroTable, start: pd.Timestamp, cfg
         offset += regime.n_bars + L  # this segment's padding and rows
     if not rows or not sum(len(p) for p in pos):
         raise ValueError(f"no labelled M30 bar with a ready regime matrix from {start:%Y-%m-%d}: the period is too "
-                         "short (a matrix needs 214 M30 bars, a label 24 more)")
+                         "short (a matrix needs 215 M30 bars, a label 24 more)")
     # segment s's padding starts at row offset_s; a window ending at its bar k is [offset_s + k + 1, + L)
     windows = RowWindows(np.concatenate(rows), np.concatenate(valid), L, M30_SPEC.warmup_bars)
     return Samples(windows, np.concatenate(pos), np.concatenate(labels), np.concatenate(prev), np.concatenate(times))

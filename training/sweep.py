@@ -33,10 +33,9 @@ from feeds.paths import REPO_ROOT
 from training.common import RunPlan
 from training.distributed import ray_session, require
 
-TRAINERS: dict[str, str] = {"mtf_marl": "training.train_mtf_marl", "td3": "training.train_td3"}
+TRAINERS: dict[str, str] = {"mtf_marl": "training.train_mtf_marl", "td3": "training.train_td3",
+                             "four_agent": "training.train_four_agent"}
 """trainer name -> module with ``Args`` (a ``TrainArgs``) and ``main(args) -> summary``"""
-if importlib.util.find_spec("training.train_four_agent") is not None:  # the four-agent trainer, once it exists
-    TRAINERS["four_agent"] = "training.train_four_agent"
 
 RESUMABLE = {"mtf_marl", "four_agent"}
 """trainers whose ``Args.resume`` continues an interrupted run from ``OUT/last`` exactly"""
@@ -66,7 +65,7 @@ class Args(RunPlan):
     """The data periods and step budget of every trial (``RunPlan``), the sweep's size and where it goes."""
 
     trainer: str = "mtf_marl"
-    """trainer to sweep: mtf_marl or td3 (four_agent once training/train_four_agent.py exists)"""
+    """trainer to sweep: mtf_marl, td3 or four_agent"""
     trials: int = 20
     """trials (sampled configurations)"""
     learning_starts: int = 20_000

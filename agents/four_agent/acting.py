@@ -5,7 +5,8 @@ Two pieces, so that a checkpoint decides identically in training, validation, ba
 * ``JointBook`` (pure Python, no torch): the actions in force and the rule around them, for one account. Who acts
   at a bar is ``agents.four_agent.hub.acting_agents`` (Regime and Structure at a completed M30 bar, Tactical at a
   completed M5 bar, Risk where the consensus proposes a change or a position is open), with one addition: at the
-  first decision bar of an episode (or of a backtest) every agent acts, since no action is in force yet. The
+  first decision bar of an episode (or of a backtest) Regime, Structure and Tactical act, since no action is in
+force yet (Risk still acts only where it is due). The
   proposal is ``risk.consensus.propose`` with the Risk action ``allow``; the final decision is
   ``risk.consensus.decide`` with the Risk agent's action; ``risk.consensus.guarded_target`` (drawdown state, then
   the pre-trade validator) gives the lots to trade; the aggregator's stop-loss and take-profit ride on that order

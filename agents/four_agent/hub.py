@@ -25,7 +25,9 @@ Update order at each M1 bar (``acting_agents`` lists who acts):
 
 Between decisions an agent's last message and action hold (the Tactical action counts as ``hold`` between its
 decisions: an entry is an event, not a state). In rollouts the hub state is stored with each agent's observation
-(detached); the memory cell's parameters are trained with the centralised critic (the MAPPO layer, not here).
+(detached). Not yet trained: no loss reaches the memory cell's parameters or the message heads (the critic reads
+the global state only, and the actors' updates use the stored, detached hub reads), so messages carry what their
+initial weights make of each agent's features (``agents.four_agent.mappo``).
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@
 
 Acting and learning share one forward: ``get_action_and_value(obs, action=None)`` returns
 ``(action, log_prob, entropy, value)`` as in CleanRL's PPO (sampled when ``action`` is None, else evaluated), for
-Regime (its class as a Categorical action, for MAPPO fine-tuning after the supervised pretraining), Structure and
+Regime (its class as a Categorical action; the trainer keeps Regime frozen, so no MAPPO update uses it), Structure and
 Tactical; ``step`` is the same forward returning the network outputs too (the message to publish), so a rollout
 acts and publishes with one forward. Risk has ``q_values`` and epsilon-greedy ``act``.
 Masks: True = a real row (``features.matrices``); a row of the batch with no real row at all attends to its zeros

@@ -12,7 +12,8 @@ its start, ``R = sum_{m<k} gamma^m r_{t+m}``, and records ``discount = gamma^k``
 and at the next one (``next_state``), whether a breach ended it (``terminated``) and whether it is the last of
 its episode (``last``; at the window's end or the rollout's cut, ``next_state`` is the state there: the timeout
 bootstrap). ``agents.common.gae`` then gives the advantages. The Risk agent's transitions are the same
-macro-actions, for SMDP Q-learning: target ``R + gamma^k max_a Q'(s', a)``.
+macro-actions, for SMDP double Q-learning: target ``R + gamma^k (1 - terminated) Q'(s', argmax_a Q(s', a))``
+(``agents.four_agent.dqn``).
 """
 
 from __future__ import annotations
