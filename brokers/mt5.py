@@ -322,7 +322,6 @@ class MT5Broker(BrokerFace):
         acct, inst = self.acct, self.instrument
         if units == 0:
             return 0
-        self.intended_units = acct.units + units
         increases = abs(acct.units + units) > abs(acct.units)
         why = None
         if self._halt is not None:
@@ -338,7 +337,8 @@ class MT5Broker(BrokerFace):
                 self._reject(order, why)
             else:
                 self.stats.rejected[why.split(":")[0]] += 1
-            return 0
+            return 0  # refused before the terminal: the intended position is unchanged
+        self.intended_units = acct.units + units
         self.stats.orders += 1
         executed = 0
         remaining = units
@@ -485,6 +485,8 @@ class MT5Broker(BrokerFace):
             kind = "equity_stop"
             acct.equity_stop_fired = True
             acct.equity_stop_gap = not math.isclose(price, self._protective_sl, abs_tol=0.5 * 10.0 ** -inst.digits)
+        if kind != "market":  # the terminal closed it (stop, target, stop-out): that is now the intended position
+            self.intended_units = self._fill_position
         spread_cost = units * spread * (1.0 if inst.quote_is_account else 1.0 / price) if units > 0 else 0.0
         fill = Fill(ticket, minute, units / inst.contract_size, price, -float(deal.commission), spread_cost,
                     float(deal.profit), kind, opened / inst.contract_size, closed / inst.contract_size, units)

@@ -62,6 +62,23 @@ def test_a_live_run_on_the_simulator_fills_as_the_backtest(strategy: str, histor
     assert pd.read_csv(live_out / "trades.csv").equals(pd.read_csv(bt_out / "trades.csv"))
 
 
+def test_a_breach_closed_on_the_terminal_leaves_the_intended_position(fx_dir: Path, tmp_path: Path) -> None:
+    """sma_cross (1 lot, no validator) under a 0.4 % total limit: the terminal's protective stop at the floor closes
+    the position, later entries are refused by the halt; the intended position is then flat, as the account is
+    (found in a month-long run, where the strategy's last order still counted as intended)."""
+    out = tmp_path / "live"
+    live = _run("run_live.py", "--strategy", "sma_cross", "--backend", "sim", "--sim-data", str(fx_dir), "--symbol",
+                "EURUSD", "--sim-start", START, "--sim-end", END, "--history-days", "8", "--daily-limit", "0.003",
+                "--total-limit", "0.004", "--out", str(out))
+    assert live.returncode == 0, live.stderr
+    fills = pd.read_csv(out / "fills.csv")
+    s = json.loads((out / "summary.json").read_text())
+    assert fills["reason"].iloc[-1] == "equity_stop" and s["cmdp"]["halted"]
+    assert [b["kind"] for b in s["cmdp"]["breaches"]] == ["total"]
+    lv = s["live"]
+    assert lv["final_units"] == lv["intended_units"] == 0 and (lv["duplicates"], lv["lost"]) == (0, 0)
+
+
 # --------------------------------------------------------------------------- the retcode table, row by row
 
 @pytest.fixture(scope="module")
