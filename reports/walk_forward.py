@@ -62,7 +62,7 @@ def markdown(plan: dict[str, Any], tasks: list[Task], rows: list[dict], command:
            f"    python -m training.walk_forward {' '.join(_cli(a))}", f"    {command}", "",
            f"Target (design): Sharpe > {TARGET_SHARPE} with max drawdown < {TARGET_MAX_DD:.0%}.", "",
            "| fold | symbol | train | select | test | strategy | return | Sharpe | PSR | DSR | trials | max DD "
-           "| max daily DD | breaches (gap) | target met |", "|---" * 15 + "|"]
+           "| max daily DD | trades | costs | breaches (gap) | target met |", "|---" * 17 + "|"]
     met = []
     for t, r in zip(tasks, rows, strict=True):
         fold = t.out.split("/")[-2]
@@ -73,7 +73,8 @@ def markdown(plan: dict[str, Any], tasks: list[Task], rows: list[dict], command:
         out.append(f"| {fold} | {r['symbol']} | {'+'.join(map(str, f['train_years']))} | {f['val_year']} | "
                    f"{r['start'][:10]}..{r['end'][:10]} | {t.strategy} | {r['total_return']:+.2%} | "
                    f"{r['sharpe']:.2f} | {p2[0]} | {p2[1]} | {r['trials']} | {r['max_drawdown']:.2%} | "
-                   f"{r['max_daily_dd']:.2%} | {r['cmdp_breaches']} ({r['gap_breaches']}) | "
+                   f"{r['max_daily_dd']:.2%} | {r['trades']} | ${r['costs']:,.0f} | "
+                   f"{r['cmdp_breaches']} ({r['gap_breaches']}) | "
                    f"{'yes' if ok else 'no'} |")
     agents = sorted({s for s, _ in met if s in plan["args"]["trainers"]})
     out += ["", "Against the target: " + "; ".join(

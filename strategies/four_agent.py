@@ -19,6 +19,7 @@ from pathlib import Path
 import backtrader as bt
 import numpy as np
 import pandas as pd
+import torch
 
 from agents.checkpoint import four_agent_manifest, load_four_agent
 from agents.four_agent.acting import Controller, JointBook
@@ -39,17 +40,22 @@ _NS_PER_MIN = 60_000_000_000
 class FourAgent(AgentStrategy):
     """:param checkpoint: folder with ``weights.pt`` + ``manifest.json`` (default: checkpoints/four_agent_eurusd)
     :param matrices: precomputed ``MarketMatrices`` over exactly the M1 feed's bars (default: built here from the
-        precomputed context's bars; ignored on the incremental path)"""
+        precomputed context's bars; ignored on the incremental path)
+    :param torch_threads: torch's intra-op threads for the batch-1 forwards (process-wide; 0 leaves torch's
+        setting). One by default: at batch 1 a second thread only adds synchronisation, and with other work on the
+        cores it made each forward ~20x slower (a year's backtest 23 min instead of minutes)"""
 
     timeframes = (5, 240, 30)
     default_checkpoint = DEFAULT_CHECKPOINT
-    params = (("matrices", None),)
+    params = (("matrices", None), ("torch_threads", 1))
 
     @classmethod
     def read_manifest(cls, path: Path) -> dict:
         return four_agent_manifest(path)
 
     def load(self, path: Path) -> dict:
+        if self.p.torch_threads:
+            torch.set_num_threads(int(self.p.torch_threads))
         self.nets, manifest = load_four_agent(path)
         spec = MatrixSpec(**{k: manifest["matrix_spec"][k] for k in MatrixSpec.__dataclass_fields__})
         self.book = JointBook(self.inst, ConsensusConfig(**manifest["consensus"]))
