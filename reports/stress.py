@@ -489,7 +489,7 @@ def _fmt(v: Any) -> str:
         return f"{v:,.4f}" if abs(v) < 10 else f"{v:,.0f}"
     if isinstance(v, list):
         return "; ".join(f"{d['time'][5:16]} {d['limit']:.2f}/{d['bias']:+.2f}" if isinstance(d, dict) and
-                         "limit" in d else str(d) for d in v) or "none"
+                         {"limit", "bias"} <= set(d) else str(d) for d in v) or "none"
     return "n/a" if v is None else str(v)
 
 

@@ -96,6 +96,24 @@ class FourAgent(AgentStrategy):
             self._new = self.inc.append(minute * _NS_PER_MIN, d.open[0], d.high[0], d.low[0], d.close[0])
         return i
 
+    @property
+    def bias(self) -> float:
+        """The Structure agent's direction bias in force (NaN before its first decision): with ``limit``, the
+        analogue of the MTF-MARL director's decision that ``reports.stress`` records."""
+        return float("nan") if self.book.structure is None else self.book.structure[0]
+
+    @property
+    def limit(self) -> float:
+        """The largest position the consensus now allows, as a fraction of full size: Structure's size x the
+        regime's scale, 0 when either confidence gate is shut (``risk.consensus``; NaN before the first decision)."""
+        book, cfg = self.book, self.book.consensus
+        if book.structure is None or book.regime_class < 0:
+            return float("nan")
+        _, size, conf = book.structure
+        regime = REGIME_CLASSES[book.regime_class] if book.regime_confidence >= cfg.min_regime_confidence \
+            else "transition"
+        return 0.0 if conf < cfg.min_structure_confidence else size * cfg.regime_scale[regime]
+
     def _matrices(self, i: int):
         """(ready, new M5, new M30, matrices) at bar ``i``."""
         if self.mm is not None:
