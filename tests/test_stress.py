@@ -72,3 +72,17 @@ def test_the_checks_catch_what_they_look_for() -> None:
     assert len(stress.orders_past_floor([order], inst)) == 1
     assert stress.orders_past_floor([order | {"lots": 5.0}], inst) == []
     assert stress.orders_past_floor([order | {"current": 12.0}], inst) == []  # a reduction is always allowed
+
+
+def test_the_four_agents_under_the_drawdown_approach(fx_dir: Path) -> None:
+    """The committed four-agent checkpoint handed the losing position at 4.5 %: it does not act (its Tactical agent
+    holds), and the hard rules end the day: flattened at the 5 % daily limit, a reported breach, no order past a
+    floor; its director analogue (Structure's bias, the consensus cap) is recorded."""
+    r = stress.drawdown_approach("four_agent", None, start="2024-04-01", end="2024-04-16", history_days=HISTORY)
+    _clean(r, "agent")
+    a = r["agent"]
+    assert a["agent_orders"] == 0 and [b["kind"] for b in a["breaches"]] == ["daily"]
+    assert a["max_daily_dd"] == pytest.approx(0.05, abs=1e-9) and a["abs_lots_max_after"] == r["setup"]["lots"]
+    trace = r["_runs"]["agent"].trace
+    assert trace["limit"].between(0, 1).all() and trace["bias"].between(-1, 1).all()
+    assert trace["lots"].iloc[-1] == 0
