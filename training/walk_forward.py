@@ -30,7 +30,7 @@ import shutil
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import tyro
 
@@ -64,7 +64,7 @@ class Args:
     """random steps before learning"""
     eval_every: int = 50_000
     """steps between validations"""
-    action_mode: str = "free"
+    action_mode: Literal["free", "timing"] = "free"
     """MTF-MARL action design (``risk.actions.joint_target_for``): free, or timing (the director decides direction
     and size, the executor only times entries and exits)"""
     min_hold_bars: int = 0
