@@ -121,6 +121,16 @@ def _broker(days: pd.DataFrame, tmp_path: Path, faults: str = "none",
     return broker, sim, data
 
 
+def _restarted(sim: TerminalSimulator, tmp_path: Path) -> MT5Broker:
+    """A new broker process on the same terminal and journal (what a restart after a crash starts with)."""
+    store = MT5Store(StoreConfig(backend="sim", symbol="EURUSD", server_tz="Europe/Athens"),
+                     Credentials(login=10_000_001, server="MTF-Simulator"), api=sim)
+    again = MT5Broker(store, get_instrument("EURUSD"), journal=tmp_path / "journal.sqlite")
+    again.set_data(_Bar(sim))
+    again.start()
+    return again
+
+
 def _answering(broker: MT5Broker, answers: list[int | None], execute: bool = False):
     """Make the next ``len(answers)`` order requests answer these retcodes (None: no answer); with ``execute`` the
     terminal executes them all the same (the dangerous timeout); then the terminal answers itself."""
@@ -248,11 +258,7 @@ def test_a_restart_reconciles_an_intent_the_crash_left_open(days, tmp_path) -> N
     sim.order_send({"action": 1, "symbol": "EURUSD", "volume": 0.4, "type": 0, "magic": broker.magic,
                     "comment": cid, "type_filling": 1, "type_time": 0, "deviation": 20})
     broker.journal.close()
-    store = MT5Store(StoreConfig(backend="sim", symbol="EURUSD", server_tz="Europe/Athens"),
-                     Credentials(login=10_000_001, server="MTF-Simulator"), api=sim)
-    again = MT5Broker(store, get_instrument("EURUSD"), journal=tmp_path / "journal.sqlite")
-    again.set_data(_Bar(sim))
-    again.start()
+    again = _restarted(sim, tmp_path)
     assert again.stats.reconciled == 1 and again.account.units == 40_000
     assert again.journal.intents()[-1].status == "filled" and again.journal.run == 2
 
@@ -362,11 +368,7 @@ def test_a_deal_of_ours_without_an_intent_is_adopted_at_start(days, tmp_path) ->
     sim.order_send({"action": 1, "symbol": "EURUSD", "volume": 0.2, "type": 1, "magic": broker.magic,
                     "comment": "mtf-00042-0000001", "type_filling": 1, "type_time": 0, "deviation": 20})
     broker.journal.close()
-    store = MT5Store(StoreConfig(backend="sim", symbol="EURUSD", server_tz="Europe/Athens"),
-                     Credentials(login=10_000_001, server="MTF-Simulator"), api=sim)
-    again = MT5Broker(store, get_instrument("EURUSD"), journal=tmp_path / "journal.sqlite")
-    again.set_data(_Bar(sim))
-    again.start()
+    again = _restarted(sim, tmp_path)
     adopted = [i for i in again.journal.intents() if i.cid == "mtf-00042-0000001"]
     assert adopted and adopted[0].status == "filled" and adopted[0].executed_units == -20_000
     assert again.account.units == -20_000 and again.live_summary()["lost"] == 0
