@@ -5,12 +5,13 @@ agents with different observation spaces). The critic scores the joint action: Q
 
 Credit assignment for the H4 agent acting once per 240 M1 steps (``h4_credit``, compared in the ablation):
 
-* ``per_step``: every M1 transition stores the H4 action in force (held between decisions), so the joint
-  critic learns the value of the held director action at every minute, and the H4 actor is improved on
-  every sampled transition with ``-Q1(s, pi_h4(o_h4), a_m1)``. In the critic target the next H4 action is
-  the target policy's only when the director decides at the next state (``h4_due_2``); otherwise it is the
-  held action, which is what the environment will actually apply. The director's influence on rewards
-  240 steps away reaches it only through 240 bootstraps, discounted by gamma^240.
+* ``per_step``: every M1 transition stores the H4 action in force (held between decisions), so the joint critic
+  learns the value of the held director action at every minute, and the H4 actor is improved on every sampled
+  transition with ``-Q1(s, pi_h4(o_h4), a_m1)``. In the critic target the next H4 action is the target policy's only
+  when the director decides at the next state (``h4_due_2``); otherwise it is the held action, which is what the
+  environment will actually apply. The executor's next action likewise: the target policy's where it decides at the
+  next state (``m1_due_2``: every M1 bar by default), else its held action. The director's influence on rewards 240
+  steps away reaches it only through 240 bootstraps, discounted by gamma^240.
 * ``smdp`` (semi-MDP): in addition, one transition per director decision (option) goes to an H4 buffer:
   the state and joint action at the decision, the reward discounted and summed over the option's M1 steps,
   the state at the next decision and ``steps``; its target discounts by gamma^steps. The joint critic is
@@ -108,6 +109,7 @@ class MTFMARL:
             fresh = self._smooth(self.h4_t(b.o_h4_2))
             a_h4_2 = torch.where(b.h4_due_2 > 0.5, fresh, b.a_h4)  # held unless the director decides next
             a_m1_2 = self._smooth(self.m1_t(self.with_h4(b.o_m1_2, a_h4_2)))
+            a_m1_2 = torch.where(b.m1_due_2 > 0.5, a_m1_2, b.a_m1)  # likewise the executor (EnvConfig.exec_minutes)
             q1t, q2t = self.critic_t(b.s2, a_h4_2, a_m1_2)
             return b.r + torch.pow(self.cfg.gamma, b.steps) * (1.0 - b.done) * torch.min(q1t, q2t)
 

@@ -65,6 +65,7 @@ import pandas as pd
 import torch
 
 from agents.buffer import JointReplayBuffer
+from agents.cadence import director_due
 from agents.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from agents.checkpoint import load_mtf_marl_actors as load_actors
 from agents.mtf_marl import MTFMARL, act
@@ -75,7 +76,7 @@ from features.engine import DEFAULT_SPEC
 from feeds.loaders import load_bars
 from feeds.macro import load_macro
 from feeds.paths import fx_data_dir
-from risk.actions import joint_target, unit_interval
+from risk.actions import director_decision, joint_target
 from risk.validator import validated_target
 from strategies.mtf_marl import DEFAULT_CHECKPOINT
 from training.common import Account, EnvConfig
@@ -144,10 +145,9 @@ def decision_pass(ctx, cfg: EnvConfig, h4_actor, m1_actor, every_bar: bool) -> n
     for k, i in enumerate(range(lo, hi)):
         acct.bar(i)
         t0 = clock()
-        due = every_bar or a_h4 is None or h4_pos[i] != h4_pos[i - 1]
-        if due:
+        if every_bar or director_due(h4_pos, i, a_h4 is None):
             a_h4 = h4_actor(obs.h4(i, sim, guard))
-            bias, limit = max(-1.0, min(1.0, float(a_h4[0]))), unit_interval(float(a_h4[1]))
+            bias, limit = director_decision(a_h4)
         a_m1 = m1_actor(obs.m1(i, sim, limit, bias))
         jt = joint_target((float(a_h4[0]), float(a_h4[1])), (float(a_m1[0]), float(a_m1[1])), obs.max_lots, inst,
                           current=sim.lots)
@@ -182,6 +182,7 @@ def random_buffer(n: int, rng: np.random.Generator) -> JointReplayBuffer:
     buf.r[:] = rng.normal(0.0, 1.0, buf.r.shape).astype(f)
     buf.done[:] = (rng.random(buf.done.shape) < 1e-3).astype(f)
     buf.h4_due_2[:] = (rng.random(buf.h4_due_2.shape) < 1 / 240).astype(f)
+    buf.steps[:] = buf.m1_due_2[:] = 1.0
     buf.pos, buf.size = 0, n
     return buf
 

@@ -25,6 +25,19 @@ def is_complete(bin_end_minute: int, m1_open_minute: int) -> bool:
     return m1_open_minute + 1 >= bin_end_minute
 
 
+def completes_at(minute: int, prev_minute: int | None, tf_minutes: int, offset_minutes: int = 0) -> bool:
+    """Whether an HTF bar completes at the M1 bar opening at ``minute``, the previous M1 bar having opened at
+    ``prev_minute`` (None: no previous bar): the ``is_complete`` rule for one bar at a time, as a live process or a
+    per-bar cadence needs it (same answer as ``completed_index`` changing at that bar: tests/test_resample.py)."""
+    start = (minute - offset_minutes) // tf_minutes * tf_minutes + offset_minutes
+    if is_complete(start + tf_minutes, minute):
+        return True
+    if prev_minute is None:
+        return False
+    prev_start = (prev_minute - offset_minutes) // tf_minutes * tf_minutes + offset_minutes
+    return prev_start != start and not is_complete(prev_start + tf_minutes, prev_minute)  # a hole ended it
+
+
 def index_minutes(index: pd.DatetimeIndex) -> np.ndarray:
     """Minutes since the epoch of a tz-aware UTC index (int64)."""
     if index.tz is None:

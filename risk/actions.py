@@ -49,6 +49,12 @@ def unit_interval(a: float) -> float:
     return min(1.0, max(0.0, (a + 1.0) * 0.5))
 
 
+def director_decision(h4_action) -> tuple[float, float]:
+    """(trend bias in [-1, 1], limit in [0, 1]) of a director action: the one clamp of envs, strategies and
+    benchmarks."""
+    return max(-1.0, min(1.0, float(h4_action[0]))), unit_interval(float(h4_action[1]))
+
+
 def max_lots_for(equity: float, price: float, inst: Instrument, max_exposure: float) -> float:
     """Lots whose notional is ``max_exposure`` x equity (USD), rounded down to the lot step."""
     notional_per_lot = inst.to_account(inst.contract_size * price, price)

@@ -1,6 +1,7 @@
-"""The MTF-MARL agents as a Backtrader strategy: the H4 director decides on each completed H4 bar, the M1
-executor on every M1 bar, through the same observations, action mapping, validator and broker core as the
-training env (``training.hier_env``), so a checkpoint acts here exactly as it did in training."""
+"""The MTF-MARL agents as a Backtrader strategy: the H4 director decides on each completed H4 bar, the M1 executor on
+every M1 bar (or at the cadence its checkpoint was trained with: ``agents.cadence``), through the same observations,
+action mapping, validator and broker core as the training env (``training.hier_env``), so a checkpoint acts here
+exactly as it did in training."""
 
 from __future__ import annotations
 
@@ -9,11 +10,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from agents.cadence import director_due, executor_due
 from agents.checkpoint import load_mtf_marl_actors, mtf_marl_manifest
 from agents.mtf_marl import h4_changes
 from feeds.calendar import count_trading_days
 from feeds.paths import REPO_ROOT
-from risk.actions import joint_target_for, unit_interval
+from risk.actions import director_decision, joint_target_for
 from strategies.base import AgentStrategy
 
 DEFAULT_CHECKPOINT = REPO_ROOT / "checkpoints" / "mtf_marl_eurusd"
@@ -32,6 +34,7 @@ class MtfMarl(AgentStrategy):
         self.h4_actor, self.m1_actor, manifest = load_mtf_marl_actors(path)
         self.h4_pos = self.ctx.h4_pos.tolist()
         self.a_h4: np.ndarray | None = None
+        self.m1_acted = False
         self.limit = self.bias = 0.0
         self.decisions: list[tuple[int, float, float]] = []  # (minute, limit, bias) at each H4 decision
         # (minute, target fraction, limit) of every M1 decision that changed either: the decisions at M1
@@ -41,13 +44,16 @@ class MtfMarl(AgentStrategy):
         return manifest
 
     def decide(self, i: int, acct) -> None:
-        if self.a_h4 is None or self.h4_pos[i] != self.h4_pos[i - 1]:  # an H4 bar completed: the director acts
+        director = director_due(self.h4_pos, i, self.a_h4 is None)
+        if director:  # an H4 bar completed: the director acts
             self.a_h4 = self.h4_actor(self.obs.h4(i, acct, acct.guard))
-            self.bias = max(-1.0, min(1.0, float(self.a_h4[0])))
-            self.limit = unit_interval(float(self.a_h4[1]))
+            self.bias, self.limit = director_decision(self.a_h4)
             self.decisions.append((int(self.ctx.minutes[i]), self.limit, self.bias))
-        a_m1 = self.m1_actor(self.obs.m1(i, acct, self.limit, self.bias))
         env = self.manifest["env_config"]
+        if not executor_due(self.ctx.minutes, i, env.get("exec_minutes", 1), not self.m1_acted, director):
+            return  # between the executor's decisions nothing is ordered (the env does the same)
+        self.m1_acted = True
+        a_m1 = self.m1_actor(self.obs.m1(i, acct, self.limit, self.bias))
         jt = joint_target_for(env.get("action_mode", "free"), (float(self.a_h4[0]), float(self.a_h4[1])),
                               (float(a_m1[0]), float(a_m1[1])), self.obs.max_lots, self.inst, current=acct.lots,
                               held_bars=self.obs.held_bars(i, acct), min_hold_bars=env.get("min_hold_bars", 0))

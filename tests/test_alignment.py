@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from feeds.loaders import load_bars
-from feeds.resample import HTFAggregator, completed_index, htf_bars, index_minutes, is_complete
+from feeds.resample import HTFAggregator, completed_index, completes_at, htf_bars, index_minutes, is_complete
 from strategies.backtest import BacktestConfig, run_backtest
 from strategies.base import FxStrategy
 
@@ -42,6 +42,24 @@ def test_hole_at_bin_end_delays_completion_to_next_bar() -> None:
     # 00:00-04:00 bin completes at the 04:10 bar (first close past 04:00), 04:00-08:00 at 07:59
     assert list(h4["complete_at"]) == [2, 3]
     assert list(completed_index(4, h4)) == [-1, -1, 0, 1]
+
+
+def test_completes_at_by_hand() -> None:
+    assert completes_at(4, 3, 5) and not completes_at(3, 2, 5)  # 00:04 closes the 00:00 M5 bin
+    assert completes_at(11, 2, 5)  # a hole 00:03-00:10: the 00:00 bin completes at the first bar after it
+    assert not completes_at(11, 4, 5)  # ... unless it already completed at its last minute
+    assert not completes_at(11, None, 5) and completes_at(14, None, 5)
+
+
+@pytest.mark.parametrize("tf", [5, 15, 240])
+def test_completes_at_is_completed_index_changing(eurusd_month: pd.DataFrame, tf: int) -> None:
+    """The one-bar-at-a-time rule (the executor's cadence) against the vectorised one, on real bars with holes."""
+    minutes = index_minutes(eurusd_month.index)
+    pos = completed_index(len(minutes), htf_bars(eurusd_month, tf))
+    expected = pos[1:] != pos[:-1]
+    got = np.array([completes_at(int(m), int(p), tf) for p, m in zip(minutes[:-1], minutes[1:], strict=True)])
+    np.testing.assert_array_equal(got, expected)
+    assert (np.diff(minutes) > 1).sum() > 10 and expected.sum() > 100  # holes and completions both exercised
 
 
 def test_offset_moves_bins() -> None:

@@ -15,6 +15,7 @@ from agents.observations import H4_OBS_DIM, M1_OBS_DIM
 from features.context import build_context
 from feeds.loaders import load_bars
 from feeds.macro import load_macro
+from feeds.resample import completed_index, htf_bars
 from risk.drawdown import DrawdownRules
 from strategies.backtest import BacktestConfig, run_backtest
 from strategies.replay import ReplayActions
@@ -120,6 +121,43 @@ def test_h4_director_acts_only_on_completed_h4_bars(contexts) -> None:
     assert violations > 0  # random M1 actions often ask for more than the director allows
     lim = np.array(limits)
     assert np.all(lim[1:][~made[1:]] == lim[:-1][~made[1:]])  # the director's limit holds between decisions
+
+
+def test_a_slower_executor_decides_only_on_completed_m5_bars_and_orders_only_then(contexts) -> None:
+    """exec_minutes=5: the executor's action is adopted (and an order sent) only at bars where an M5 bar completed
+    (checked against the vectorised resampler), the director's decisions are among them, and every fill but the
+    drawdown rules' follows a decision bar."""
+    m1, ctx = contexts["EURUSD"]
+    env = HierarchicalForexEnv(ctx, EnvConfig(episode_bars=6000, random_start=False, exec_minutes=5))
+    env.reset(seed=0)
+    rng = np.random.default_rng(1)
+    made, h4_made, fills_after = [], [], []
+    bar = env.acct.bar
+
+    def recording_bar(j: int) -> list:  # fills at bar j's open were decided on bar j - 1
+        fills = bar(j)
+        fills_after.extend((j - 1, f.reason) for f in fills)
+        return fills
+
+    env.acct.bar = recording_bar
+    while True:
+        i = env.i
+        _, _, term, trunc, info = env.step(rng.uniform(-1, 1, 2), rng.uniform(-1, 1, 2))
+        made.append((i, info["m1_decision"]))
+        h4_made.append(info["h4_decision"])
+        if term or trunc:
+            break
+    idx = np.array([m[0] for m in made])
+    got = np.array([m[1] for m in made])
+    p5 = completed_index(len(m1), htf_bars(m1, 5))
+    h4 = np.array(h4_made)
+    np.testing.assert_array_equal(got, np.r_[True, p5[idx[1:]] != p5[idx[1:] - 1]] | h4)
+    assert 1000 <= got.sum() <= 6000 // 5 + 10 and (h4 & (p5[idx] == p5[idx - 1])).sum() >= 1  # a weekend's
+    decided = set(idx[got].tolist())
+    traded = [(i, r) for i, r in fills_after if r == "market"]
+    assert len(traded) > 50 and all(i in decided for i, _ in traded)
+    with pytest.raises(ValueError, match="divisor of 240"):
+        EnvConfig(exec_minutes=7)
 
 
 @pytest.mark.parametrize("symbol", ["EURUSD", "USDJPY"])

@@ -25,6 +25,7 @@ from features.engine import DEFAULT_SPEC
 from feeds.loaders import load_bars
 from feeds.macro import load_macro
 from feeds.paths import REPO_ROOT
+from feeds.resample import completed_index, htf_bars
 from strategies.backtest import BacktestConfig, run_backtest
 from strategies.mtf_marl import MtfMarl
 from training.common import EnvConfig
@@ -59,7 +60,7 @@ def test_buffer_balanced_sampling_covers_h4_bins() -> None:
     rng = np.random.default_rng(0)
     copy = pickle.loads(pickle.dumps(buf))  # the field views must point into the copy's own array
     copy.a_h4[0] = 9.0
-    assert copy.data[0, copy.widths[0] + copy.widths[1] + copy.widths[2]] == 9.0 and buf.a_h4[0, 0] != 9.0
+    assert copy.data[0, STATE_DIM + H4_OBS_DIM + M1_OBS_DIM] == 9.0 and buf.a_h4[0, 0] != 9.0
     plain = buf.a_h4[buf.sample_indices(2000, rng)][:, 0]
     balanced = buf.a_h4[buf.sample_indices(2000, rng, balanced_h4=True)][:, 0]
     assert (plain > 0).mean() < 0.05 and 0.4 < (balanced > 0).mean() < 0.6
@@ -130,23 +131,33 @@ def test_trainer_cli_smoke(tmp_path: Path, fx_dir) -> None:
     assert (tmp_path / "cli" / "best" / "manifest.json").is_file()
 
 
-def test_strategy_and_env_take_the_same_actions(trained: Path, fx_dir, macro_dir) -> None:
-    m1 = load_bars(fx_dir, symbol="EURUSD", start="2024-01-01", end="2024-02-20")
-    ctx = build_context(m1, load_macro(macro_dir))
-    h4, m1_actor, man = load_actors(trained / "best")
-    cfg = EnvConfig(max_exposure=man["env_config"]["max_exposure"], random_start=False,
-                    terminate_on_breach=False, episode_bars=10**9)
+def _env_targets(ckpt: Path, ctx) -> tuple[list, dict[int, float]]:
+    """The checkpoint's decisions through the training env: (minute, target fraction, limit) where either changed,
+    and the equity after each bar."""
+    h4, m1_actor, man = load_actors(ckpt)
+    cfg = replace(EnvConfig.from_dict(man["env_config"]), random_start=False, terminate_on_breach=False,
+                  episode_bars=10**9)
     env = HierarchicalForexEnv(ctx, cfg)
     (o_h4, _), _ = env.reset(seed=0)
-    env_targets, env_equity, a_h4 = [], {}, None
+    env_targets, env_equity, a_h4, a_m1 = [], {}, None, None
     while env.i < len(ctx) - 1:
         if env.h4_decision_due():
             a_h4 = h4(o_h4)
+        if env.m1_decision_due():
+            a_m1 = m1_actor(env.m1_obs(a_h4))
         i = env.i
-        (o_h4, _), _, _, _, info = env.step(a_h4, m1_actor(env.m1_obs(a_h4)))
-        if not env_targets or env_targets[-1][1:] != (info["target_fraction"], info["h4_limit"]):
+        (o_h4, _), _, _, _, info = env.step(a_h4, a_m1)
+        if info["m1_decision"] and (not env_targets or env_targets[-1][1:] != (info["target_fraction"],
+                                                                               info["h4_limit"])):
             env_targets.append((int(ctx.minutes[i]), info["target_fraction"], info["h4_limit"]))  # changes only
         env_equity[env.i] = env.acct.sim.equity
+    return env_targets, env_equity
+
+
+def test_strategy_and_env_take_the_same_actions(trained: Path, fx_dir, macro_dir) -> None:
+    m1 = load_bars(fx_dir, symbol="EURUSD", start="2024-01-01", end="2024-02-20")
+    ctx = build_context(m1, load_macro(macro_dir))
+    env_targets, env_equity = _env_targets(trained / "best", ctx)
     res = run_backtest(MtfMarl, m1, BacktestConfig(symbol="EURUSD", strategy_params={"checkpoint": trained / "best"}))
     bt_targets = res.strategy_obj.entries
     assert len(bt_targets) == len(env_targets) > 50
@@ -162,6 +173,37 @@ def test_strategy_and_env_take_the_same_actions(trained: Path, fx_dir, macro_dir
     assert [d for d in live.strategy_obj.decisions if d[0] != last] == res.strategy_obj.decisions
     assert live.fills == res.fills
     np.testing.assert_array_equal(live.equity, res.equity)
+
+
+def test_a_slower_execution_cadence_acts_the_same_in_the_strategy_and_the_env(trained: Path, tmp_path: Path,
+                                                                             fx_dir, macro_dir) -> None:
+    """A checkpoint trained with ``exec_minutes=5`` (here: the trained one's manifest saying so, with hand-set
+    weights that trade: the director allows both directions at full size, the executor goes long or short with the
+    sign of its 15-minute momentum) decides on completed M5 bars in Backtrader as in the env: the same decisions,
+    fills and equity."""
+    tensors, man = load_checkpoint(trained / "best")
+    for sd in (tensors["h4_actor"], tensors["m1_actor"]):
+        for v in sd.values():
+            v.zero_()
+    tensors["h4_actor"]["net.4.bias"][:] = torch.tensor([0.0, 3.0])  # bias 0 (both directions), limit ~1
+    m1w = tensors["m1_actor"]
+    m1w["net.0.weight"][0, 20], m1w["net.0.weight"][1, 20] = 1.0, -1.0  # ReLU: momentum's positive, negative part
+    m1w["net.2.weight"][0, 0] = m1w["net.2.weight"][1, 1] = 1.0
+    m1w["net.4.weight"][0, :2] = torch.tensor([50.0, -50.0])  # entry = tanh(50 x momentum)
+    m1w["net.4.bias"][1] = -3.0  # exit confidence ~0
+    man["env_config"]["exec_minutes"] = 5
+    ckpt = save_checkpoint(tmp_path / "m5", {k: tensors[k] for k in ("h4_actor", "m1_actor", "critic")}, man)
+    m1 = load_bars(fx_dir, symbol="EURUSD", start="2024-01-01", end="2024-02-06")
+    ctx = build_context(m1, load_macro(macro_dir))
+    env_targets, env_equity = _env_targets(ckpt, ctx)
+    res = run_backtest(MtfMarl, m1, BacktestConfig(symbol="EURUSD", strategy_params={"checkpoint": ckpt}))
+    assert res.strategy_obj.entries == env_targets and len(env_targets) > 10
+    p5 = completed_index(len(m1), htf_bars(m1, 5))
+    rows = np.searchsorted(ctx.minutes, [m for m, _, _ in env_targets[1:]])
+    assert np.all((p5[rows] != p5[rows - 1]) | (ctx.h4_pos[rows] != ctx.h4_pos[rows - 1]))  # M5 or H4 completed
+    bars = np.array(sorted(env_equity))
+    np.testing.assert_allclose(res.equity[bars], [env_equity[b] for b in bars], rtol=1e-9)
+    assert len(res.fills) > 20
 
 
 def _trend(days: int = 45, pips_per_min: float = 1.0) -> pd.DataFrame:
@@ -225,13 +267,19 @@ def test_separate_buffers_is_the_per_step_ablation_only() -> None:
         learner_config(Args(h4_credit="options"))  # type: ignore[arg-type]
 
 
+def _saved_fields(saved: dict) -> dict[str, np.ndarray]:
+    """A checkpointed replay buffer's rows, by field."""
+    buf = JointReplayBuffer(max(1, int(saved["size"])), STATE_DIM, H4_OBS_DIM, M1_OBS_DIM)
+    buf.load_state_dict({k: v.numpy() if torch.is_tensor(v) else v for k, v in saved.items()})
+    return {k: v[:len(buf)] for k, v in buf.fields.items()}
+
+
 def test_smdp_option_transitions_sum_the_m1_rewards_between_decisions(tmp_path: Path, fx_dir) -> None:
     args = Args(**SMALL, total_steps=1500, eval_every=10**9, seed=2, h4_credit="smdp", out=str(tmp_path / "run"))
     main(args)
     tensors, man = load_checkpoint(tmp_path / "run" / "last")
     gamma = man["learner_config"]["gamma"]
-    m1 = {k: v.numpy() for k, v in tensors["buffer"].items() if torch.is_tensor(v)}
-    h4 = {k: v.numpy() for k, v in tensors["h4_buffer"].items() if torch.is_tensor(v)}
+    m1, h4 = _saved_fields(tensors["buffer"]), _saved_fields(tensors["h4_buffer"])
     assert (m1["steps"] == 1).all() and len(m1["r"]) == 1500
     start = 0  # options tile the M1 steps in order: each starts where the previous one ended
     for k in range(len(h4["r"])):
@@ -268,7 +316,7 @@ def test_critic_target_discounts_by_steps_masks_breaches_and_holds_the_director(
     lr = MTFMARL(STATE_DIM, H4_OBS_DIM, M1_OBS_DIM, (M1_LIMIT_SLOT, M1_BIAS_SLOT),
                  MTFMARLConfig(target_noise=0.0))  # no smoothing noise: the target is a function of the batch
     rng = np.random.default_rng(0)
-    b = _batch(8, rng, done=0.0, h4_due_2=0.0, steps=1.0)
+    b = _batch(8, rng, done=0.0, h4_due_2=0.0, steps=1.0, m1_due_2=1.0)
     y1 = lr._target(b)
     g = lr.cfg.gamma
     y3 = lr._target(replace(b, steps=torch.full((8, 1), 3.0)))  # an option of 3 M1 steps to the same state
@@ -278,6 +326,11 @@ def test_critic_target_discounts_by_steps_masks_breaches_and_holds_the_director(
     torch.testing.assert_close(lr._target(other_h4_obs), y1)  # director not due: its held action is used
     due = replace(b, h4_due_2=torch.ones(8, 1))
     assert not torch.allclose(lr._target(replace(due, o_h4_2=due.o_h4_2 + 1.0)), lr._target(due))
+    held = replace(b, m1_due_2=torch.zeros(8, 1))  # a slower executor cadence: not due, its held action is used
+    torch.testing.assert_close(lr._target(replace(held, o_m1_2=held.o_m1_2 + 1.0)), lr._target(held))
+    q1, q2 = lr.critic_t(b.s2, b.a_h4, b.a_m1)
+    torch.testing.assert_close(lr._target(held), b.r + g * torch.min(q1, q2))
+    assert not torch.allclose(lr._target(replace(b, o_m1_2=b.o_m1_2 + 1.0)), y1)  # due: the target actor's action
 
 
 def test_validation_score_needs_activity_to_beat_flat() -> None:

@@ -12,6 +12,7 @@ from typing import Literal
 
 import numpy as np
 
+from agents.cadence import check_exec_minutes
 from agents.observations import ObservationBuilder
 from brokers.instruments import get_instrument
 from brokers.sim import ForexSim
@@ -78,11 +79,13 @@ class TrainArgs(RunPlan):
     """timing mode: M1 bars an entry is held before the executor may leave it"""
     turnover_penalty: float = 0.0
     """reward penalty per full-size position traded (on top of the real costs, which the P&L already holds)"""
+    exec_minutes: int = 1
+    """the M1 executor decides every EXEC_MINUTES minutes, on completed bars (1: every M1 bar; 5, 15: M5, M15)"""
 
     def env_config(self) -> EnvConfig:
         return EnvConfig(symbol=self.symbol, episode_bars=self.episode_bars, max_exposure=self.max_exposure,
                          action_mode=self.action_mode, min_hold_bars=self.min_hold_bars,
-                         turnover_penalty=self.turnover_penalty)
+                         turnover_penalty=self.turnover_penalty, exec_minutes=self.exec_minutes)
 
     def base_manifest(self, algorithm: str, step: int) -> dict:
         """What every checkpoint's manifest says about its data, config and features."""
@@ -116,6 +119,8 @@ class EnvConfig:
     :param action_mode: the MTF-MARL action design (``risk.actions.joint_target_for``)
     :param min_hold_bars: timing mode: bars an entry is held before the executor may leave it
     :param turnover_penalty: reward penalty per full-size position traded, beyond the costs in the P&L
+    :param exec_minutes: the M1 executor's cadence (``agents.cadence``): 1, every M1 bar; 5 / 15, each completed
+        M5 / M15 bar
     """
 
     symbol: str = "EURUSD"
@@ -135,6 +140,10 @@ class EnvConfig:
     action_mode: str = "free"
     min_hold_bars: int = 0
     turnover_penalty: float = 0.0
+    exec_minutes: int = 1
+
+    def __post_init__(self) -> None:
+        check_exec_minutes(self.exec_minutes)
 
     @classmethod
     def from_dict(cls, d: dict) -> EnvConfig:

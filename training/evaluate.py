@@ -49,12 +49,13 @@ def evaluate_hierarchical(contexts: list[MarketContext], cfg: EnvConfig, h4: Pol
         start = info["bar"]
         stop = len(ctx) - 1 if max_bars <= 0 else min(len(ctx) - 1, start + max_bars)
         equity = [env.acct.sim.equity]
-        a_h4 = None
+        a_h4 = a_m1 = None
         while env.i < stop:
             due = env.h4_decision_due()
             if due:
                 a_h4 = h4(o_h4)
-            a_m1 = m1(env.m1_obs(a_h4))
+            if env.m1_decision_due():
+                a_m1 = m1(env.m1_obs(a_h4))
             (o_h4, _), r, _, _, info = env.step(a_h4, a_m1)
             if due:
                 decisions.append((info["h4_limit"], info["h4_bias"]))

@@ -1,11 +1,13 @@
 """Hierarchical two-agent env: an H4 risk director and an M1 execution agent on one account.
 
-``step(h4_action, m1_action)`` advances one M1 bar. The director's action is adopted only on an M1 bar at
-which a new H4 bar has completed (``features.context`` / ``feeds.resample`` rule; also on the first step of
-an episode); in between, its last action holds and the ``h4_action`` passed is ignored
-(``info["h4_decision"]``). The pair maps to a target position through ``risk.actions.joint_target_for``
-(|target| <= limit x max_lots), then the pre-trade validator sizes it; fills, costs and drawdown
-enforcement are the shared broker core's, as in the single-agent env and the backtest.
+``step(h4_action, m1_action)`` advances one M1 bar. The director's action is adopted only on an M1 bar at which a
+new H4 bar has completed (``agents.cadence``; also on the first step of an episode); in between, its last action
+holds and the ``h4_action`` passed is ignored (``info["h4_decision"]``). The executor's likewise, at its cadence
+(``EnvConfig.exec_minutes``; every M1 bar by default): between its decisions the ``m1_action`` passed is ignored, no
+order is sent (``info["m1_decision"]``) and ``m1_decision_due()`` says when it acts next. The pair maps to a target
+position through ``risk.actions.joint_target_for`` (|target| <= limit x max_lots), then the pre-trade validator
+sizes it; fills, costs and drawdown enforcement are the shared broker core's, as in the single-agent env and the
+backtest.
 
 Observations come from ``agents.observations`` (H4: 22, M1: 23). The M1 agent sees the director's decision:
 the M1 observation returned by ``step``/``reset`` shows the action in force; on a step where the director
@@ -21,9 +23,10 @@ import gymnasium as gym
 import numpy as np
 from pettingzoo import ParallelEnv
 
+from agents.cadence import director_due, executor_due
 from agents.observations import H4_OBS_DIM, M1_OBS_DIM, OBS_CLIP
 from features.context import MarketContext
-from risk.actions import joint_target_for, unit_interval
+from risk.actions import director_decision, joint_target_for
 from risk.validator import validated_target
 from training.common import Account, EnvConfig, episode_bounds
 
@@ -58,8 +61,8 @@ class HierarchicalForexEnv:
 
     def m1_obs(self, h4_action) -> np.ndarray:
         """The M1 observation showing ``h4_action`` as the director's decision (use it when one is due)."""
-        return self.acct.obs.m1(self.i, self.acct.sim, unit_interval(float(h4_action[1])),
-                                max(-1.0, min(1.0, float(h4_action[0]))))
+        bias, limit = director_decision(h4_action)
+        return self.acct.obs.m1(self.i, self.acct.sim, limit, bias)
 
     def reset(self, *, seed: int | None = None) -> tuple[tuple[np.ndarray, np.ndarray], dict[str, Any]]:
         if seed is not None:
@@ -71,36 +74,47 @@ class HierarchicalForexEnv:
         self.acct.bar(start)
         self.bias, self.limit = 0.0, 0.0
         self._h4_action: tuple[float, float] | None = None
-        return self._obs(), {"bar": start, "h4_decision_due": True}
+        self._m1_acted = False
+        return self._obs(), {"bar": start, "h4_decision_due": True, "m1_decision_due": True}
 
     def h4_decision_due(self) -> bool:
         """True when the director acts on this step: the first step, or a new H4 bar completed at this bar."""
-        i = self.i
-        return self._h4_action is None or self._h4_pos[i] != self._h4_pos[i - 1]
+        return director_due(self._h4_pos, self.i, self._h4_action is None)
+
+    def m1_decision_due(self) -> bool:
+        """True when the executor acts on this step (every step at ``exec_minutes`` = 1)."""
+        return executor_due(self.acct.minutes, self.i, self.cfg.exec_minutes, not self._m1_acted,
+                            self.h4_decision_due())
 
     def step(self, h4_action, m1_action):
         acct, sim = self.acct, self.acct.sim
         decision = self.h4_decision_due()
         if decision:
             self._h4_action = (float(h4_action[0]), float(h4_action[1]))
-            self.bias = max(-1.0, min(1.0, self._h4_action[0]))
-            self.limit = unit_interval(self._h4_action[1])
+            self.bias, self.limit = director_decision(self._h4_action)
         cfg = self.cfg
-        jt = joint_target_for(cfg.action_mode, self._h4_action, (float(m1_action[0]), float(m1_action[1])),
-                              acct.obs.max_lots, self.inst, current=sim.lots, held_bars=acct.obs.held_bars(self.i, sim),
-                              min_hold_bars=cfg.min_hold_bars)
-        verdict = validated_target(acct.validator, sim, jt.lots, acct.atr[self.i])
-        if verdict.lots != sim.lots:
-            sim.submit_target(verdict.lots)
+        m1_decision = self.m1_decision_due()
+        if m1_decision:
+            self._m1_acted = True
+            jt = joint_target_for(cfg.action_mode, self._h4_action, (float(m1_action[0]), float(m1_action[1])),
+                                  acct.obs.max_lots, self.inst, current=sim.lots,
+                                  held_bars=acct.obs.held_bars(self.i, sim), min_hold_bars=cfg.min_hold_bars)
+            verdict = validated_target(acct.validator, sim, jt.lots, acct.atr[self.i])
+            if verdict.lots != sim.lots:
+                sim.submit_target(verdict.lots)
+            self._last = jt, verdict.outcome
+        jt, outcome = self._last  # between executor decisions: the decision in force, no new order
         self.i += 1
         fills = acct.bar(self.i)  # orders decided on bar i fill at bar i+1's open
         reward, breached = acct.reward(self.i)
         terminated = breached and self.cfg.terminate_on_breach
         truncated = self.i >= self.end and not terminated  # CRUCIAL: end of the window is not terminal
-        info = {"bar": self.i, "h4_decision": decision, "m1_constraint_violation": jt.violation,
-                "validator": verdict.outcome, "target_fraction": jt.fraction, "target_lots": jt.lots,
+        live = not terminated and not truncated
+        info = {"bar": self.i, "h4_decision": decision, "m1_decision": m1_decision,
+                "m1_constraint_violation": jt.violation and m1_decision, "validator": outcome,
+                "target_fraction": jt.fraction, "target_lots": jt.lots,
                 "h4_limit": self.limit, "h4_bias": self.bias, "equity": sim.equity, "fills": len(fills),
-                "h4_decision_due": (not terminated and not truncated) and self.h4_decision_due()}
+                "h4_decision_due": live and self.h4_decision_due(), "m1_decision_due": live and self.m1_decision_due()}
         if breached:
             info["breach"] = acct.guard.new_breach.to_dict()
         return self._obs(), float(reward), terminated, truncated, info
@@ -110,7 +124,7 @@ class HierarchicalParallelEnv(ParallelEnv):
     """PettingZoo Parallel API over ``HierarchicalForexEnv``: agents ``"h4"`` and ``"m1"`` share one reward.
 
     Both agents act every M1 step; the director's action only takes effect when ``infos["h4"]["h4_decision"]``
-    is true (an H4 bar completed), as in the underlying env.
+    is true (an H4 bar completed), the executor's when ``infos["m1"]["m1_decision"]`` is, as in the underlying env.
     """
 
     metadata = {"name": "mtf_marl_hierarchical_v0", "render_modes": []}

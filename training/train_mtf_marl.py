@@ -207,26 +207,28 @@ def main(args: Args) -> dict:
             a_h4 = (rng.uniform(-1, 1, 2).astype(np.float32) if tr.step < a.learning_starts
                     else _noisy(NumpyActor(learner.h4)(o_h4), a.expl_noise, rng))
         o_m1 = env.m1_obs(a_h4)  # the M1 agent sees the director's decision of this very step
-        if tr.step < a.learning_starts:
-            a_m1 = rng.uniform(-1, 1, 2).astype(np.float32)
-        else:
-            with torch.inference_mode():
-                a_m1 = learner.m1(torch.from_numpy(o_m1).unsqueeze(0))[0].numpy()
-            a_m1 = _noisy(a_m1, a.expl_noise, rng)
+        if env.m1_decision_due():  # every step at the default cadence; else its last action holds (agents.cadence)
+            if tr.step < a.learning_starts:
+                a_m1 = rng.uniform(-1, 1, 2).astype(np.float32)
+            else:
+                with torch.inference_mode():
+                    a_m1 = learner.m1(torch.from_numpy(o_m1).unsqueeze(0))[0].numpy()
+                a_m1 = _noisy(a_m1, a.expl_noise, rng)
         (o_h4_2, o_m1_2), r, term, trunc, info = env.step(a_h4, a_m1)
         s2 = env.shared_state()
         due2 = env.h4_decision_due()
         # CRUCIAL: only a breach is terminal; the end of the window (trunc) still bootstraps from s2
-        tr.buffer.add(s, o_h4, o_m1, a_h4, a_m1, r, s2, o_h4_2, o_m1_2, term, due2)
+        tr.buffer.add(s, o_h4, o_m1, a_h4, a_m1, r, s2, o_h4_2, o_m1_2, term, due2, m1_due_2=env.m1_decision_due())
         if smdp:  # the option runs until the director decides again or the episode ends
             if due:
                 option, opt_r, opt_k = (s, o_h4, o_m1, a_h4, a_m1), 0.0, 0
             opt_r += gamma**opt_k * r
             opt_k += 1
             if due2 or term or trunc:
-                tr.h4_buffer.add(*option, opt_r, s2, o_h4_2, o_m1_2, term, due2, opt_k)
+                tr.h4_buffer.add(*option, opt_r, s2, o_h4_2, o_m1_2, term, due2, opt_k, m1_due_2=env.m1_decision_due())
         elif a.buffer == "separate" and due:  # the director's own experience: its decision points only
-            tr.h4_buffer.add(s, o_h4, o_m1, a_h4, a_m1, r, s2, o_h4_2, o_m1_2, term, due2)
+            tr.h4_buffer.add(s, o_h4, o_m1, a_h4, a_m1, r, s2, o_h4_2, o_m1_2, term, due2,
+                             m1_due_2=env.m1_decision_due())
         ep_reward += r
         tr.step += 1
         bar.update(1)
