@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     say = (lambda msg: None) if args.no_progress else (lambda msg: print(msg, file=sys.stderr, flush=True))
-    from agents.checkpoint import CheckpointError
+    from agents.common.checkpoint import CheckpointError
 
     try:
         get_strategy(args.strategy)  # an unknown strategy is the first thing to hear about

@@ -50,8 +50,8 @@ from features.context import MarketContext, build_context
 from feeds.loaders import load_bars
 from feeds.macro import load_macro
 from feeds.paths import fx_data_dir
-from training.common import EnvConfig
 from training.env import OBS_DIM, ForexEnv
+from training.env_config import EnvConfig
 from training.hier_env import HierarchicalForexEnv
 
 

@@ -1,7 +1,7 @@
 """MTF-MARL decision latency (batch 1, CPU) and learner throughput.
 
 * decision: features of the bar already computed (a real ``MarketContext`` of EURUSD 2024, one month of
-  decisions after the feature warm-up) and a ``ForexSim`` with its ``DrawdownGuard`` (``training.common.Account``,
+  decisions after the feature warm-up) and a ``ForexSim`` with its ``DrawdownGuard`` (``training.account.Account``,
   advanced with ``acct.bar(i)``, not timed). Timed with ``perf_counter_ns``, per bar: H4 observation + H4 actor
   (on every bar: the worst case, so every timed bar runs both actors) -> M1 observation + M1 actor ->
   ``joint_target`` -> ``validated_target``. The validated order is then submitted (not timed) so positions,
@@ -64,13 +64,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from agents.buffer import JointReplayBuffer
-from agents.cadence import director_due
-from agents.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from agents.checkpoint import load_mtf_marl_actors as load_actors
-from agents.mtf_marl import MTFMARL, act
-from agents.networks import Actor
-from agents.observations import H4_OBS_DIM, M1_BIAS_SLOT, M1_LIMIT_SLOT, M1_OBS_DIM, STATE_DIM
+from agents.common.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from agents.common.networks import Actor
+from agents.common.observations import H4_OBS_DIM, M1_BIAS_SLOT, M1_LIMIT_SLOT, M1_OBS_DIM, STATE_DIM
+from agents.mtf_marl.buffer import JointReplayBuffer
+from agents.mtf_marl.cadence import director_due
+from agents.mtf_marl.checkpoint import load_mtf_marl_actors as load_actors
+from agents.mtf_marl.learner import MTFMARL, act
 from features.context import build_context
 from features.engine import DEFAULT_SPEC
 from feeds.loaders import load_bars
@@ -79,7 +79,8 @@ from feeds.paths import fx_data_dir
 from risk.actions import director_decision, joint_target
 from risk.validator import validated_target
 from strategies.mtf_marl import DEFAULT_CHECKPOINT
-from training.common import Account, EnvConfig
+from training.account import Account
+from training.env_config import EnvConfig
 
 P99_TARGET_MS = 0.5
 FOUR_AGENT_P99_TARGET_MS = 5.0
@@ -209,7 +210,7 @@ def bench_updates(threads: int, updates: int, runs: int, batch: int = 256, fill:
 # ------------------------------------------------------------------ the four-agent system
 def four_agent_checkpoint(symbol: str = "EURUSD") -> tuple[Path, str]:
     """(path, description): the committed four-agent checkpoint if it loads, else a fresh untrained one."""
-    from agents.checkpoint import load_four_agent
+    from agents.four_agent.checkpoint import load_four_agent
     from strategies.four_agent import DEFAULT_CHECKPOINT as FA_DEFAULT
 
     if FA_DEFAULT.is_dir():
@@ -289,7 +290,7 @@ def four_agent_pass(ctx, mm, m1: pd.DataFrame, cfg: EnvConfig, nets, margin: flo
 
 
 def bench_four_agent_decisions(ctx, mm, m1, cfg, path: Path, repeat: int) -> dict[str, float]:
-    from agents.checkpoint import load_four_agent
+    from agents.four_agent.checkpoint import load_four_agent
 
     nets, man = load_four_agent(path)
     margin = float(man["dqn_config"]["override_margin"])

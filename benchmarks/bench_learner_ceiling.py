@@ -39,8 +39,8 @@ import torch.nn.functional as F
 from torch.func import functional_call, grad_and_value
 from torch.optim.adam import adam as functional_adam
 
-from agents.mtf_marl import MTFMARL, MTFMARLConfig
-from agents.observations import H4_OBS_DIM, M1_BIAS_SLOT, M1_LIMIT_SLOT, M1_OBS_DIM, STATE_DIM
+from agents.common.observations import H4_OBS_DIM, M1_BIAS_SLOT, M1_LIMIT_SLOT, M1_OBS_DIM, STATE_DIM
+from agents.mtf_marl.learner import MTFMARL, MTFMARLConfig
 from benchmarks.bench_latency import UPDATES_TARGET, bench_updates, random_buffer
 
 BATCH = 256

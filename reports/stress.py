@@ -535,7 +535,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", type=Path, default=None)
     p.add_argument("--out", type=Path, default=REPO_ROOT / "docs" / "stress.md")
     args = p.parse_args(argv)
-    from agents.checkpoint import CheckpointError
+    from agents.common.checkpoint import CheckpointError
 
     checkpoints = {k: Path(v) for k, v in (c.split("=", 1) for c in args.checkpoint)}
     if args.strategies is None:

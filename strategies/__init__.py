@@ -29,7 +29,7 @@ def strategy_params(name: str, symbol: str, seed: int, checkpoint=None,
     """What both command lines do before any data are loaded: the strategy class, the parameters it takes (seed,
     checkpoint, symbol-mismatch permission), and every checkpoint check; returns (class, params, the symbol an agent
     checkpoint was trained on if it is not ``symbol``). Raises KeyError, ValueError or CheckpointError."""
-    from agents.checkpoint import check_symbol
+    from agents.common.checkpoint import check_symbol
     from strategies.base import AgentStrategy
 
     cls = get_strategy(name)

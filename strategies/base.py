@@ -14,8 +14,8 @@ import backtrader as bt
 import numpy as np
 import pandas as pd
 
-from agents.checkpoint import check_symbol
-from agents.observations import ObservationBuilder
+from agents.common.checkpoint import check_symbol
+from agents.common.observations import ObservationBuilder
 from brokers.account import AccountView
 from brokers.instruments import Instrument
 from features.context import MarketContext
@@ -130,7 +130,7 @@ class FxStrategy(bt.Strategy):
 
 class AgentStrategy(FxStrategy):
     """Skeleton of a strategy driven by trained agents: loads a checkpoint, keeps the agents' observations
-    up to date on every M1 bar exactly as the training envs do (``agents.observations``), and asks the
+    up to date on every M1 bar exactly as the training envs do (``agents.common.observations``), and asks the
     subclass for a decision on every bar the context ``decides_at`` (from the end of the feature warm-up; in a
     backtest not on the last bar, where an order could not fill).
 

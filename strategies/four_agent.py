@@ -21,8 +21,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from agents.checkpoint import four_agent_manifest, load_four_agent
 from agents.four_agent.acting import Controller, JointBook
+from agents.four_agent.checkpoint import four_agent_manifest, load_four_agent
 from agents.four_agent.config import AGENTS, RISK_ACTIONS, TACTICAL_ACTIONS
 from agents.four_agent.hub import VISIBLE
 from features.engine import N_FEATURES

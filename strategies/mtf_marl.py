@@ -1,7 +1,7 @@
 """The MTF-MARL agents as a Backtrader strategy: the H4 director decides on each completed H4 bar, the M1 executor on
-every M1 bar (or at the cadence its checkpoint was trained with: ``agents.cadence``), through the same observations,
-action mapping, validator and broker core as the training env (``training.hier_env``), so a checkpoint acts here
-exactly as it did in training."""
+every M1 bar (or at the cadence its checkpoint was trained with: ``agents.mtf_marl.cadence``), through the same
+observations, action mapping, validator and broker core as the training env (``training.hier_env``), so a checkpoint
+acts here exactly as it did in training."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from agents.cadence import director_due, executor_due
-from agents.checkpoint import load_mtf_marl_actors, mtf_marl_manifest
-from agents.mtf_marl import h4_changes
+from agents.mtf_marl.cadence import director_due, executor_due
+from agents.mtf_marl.checkpoint import load_mtf_marl_actors, mtf_marl_manifest
+from agents.mtf_marl.learner import h4_changes
 from feeds.calendar import count_trading_days
 from feeds.paths import REPO_ROOT
 from risk.actions import director_decision, joint_target_for

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from agents.checkpoint import load_td3_actor, td3_manifest
+from agents.td3.checkpoint import load_td3_actor, td3_manifest
 from feeds.paths import REPO_ROOT
 from risk.actions import single_target
 from strategies.base import AgentStrategy

@@ -11,7 +11,7 @@ from gymnasium.utils.env_checker import check_env as gym_check_env
 from pettingzoo.test import parallel_api_test
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
-from agents.observations import H4_OBS_DIM, M1_OBS_DIM
+from agents.common.observations import H4_OBS_DIM, M1_OBS_DIM
 from features.context import build_context
 from feeds.loaders import load_bars
 from feeds.macro import load_macro
@@ -19,8 +19,8 @@ from feeds.resample import completed_index, htf_bars
 from risk.drawdown import DrawdownRules
 from strategies.backtest import BacktestConfig, run_backtest
 from strategies.replay import ReplayActions
-from training.common import EnvConfig
 from training.env import OBS_DIM, ForexEnv
+from training.env_config import EnvConfig
 from training.hier_env import HierarchicalForexEnv, HierarchicalParallelEnv
 
 # tight limits so a month of random trading meets soft zones, blocks, breaches and halts
@@ -207,7 +207,7 @@ def test_reward_is_pnl_over_the_market_volatility_of_a_full_position(contexts) -
     """The reward's unit is one minute's typical P&L of a full-size position, fixed by the market (H4 ATR known
     at the bar's close), so holding nothing earns exactly 0 and a held position earns its P&L in that unit;
     a daily breach adds the daily penalty and ends the episode."""
-    from training.common import Account
+    from training.account import Account
 
     _, ctx = contexts["EURUSD"]
     cfg = EnvConfig(symbol="EURUSD", max_exposure=2.0, reward_clip=1e9, soft_penalty=0.0,

@@ -16,7 +16,7 @@ from feeds.loaders import load_bars
 from feeds.macro import MacroTable, load_macro
 from risk.consensus import REGIME_CLASSES, decide, guarded_target
 from risk.drawdown import DrawdownRules
-from training.common import EnvConfig
+from training.env_config import EnvConfig
 from training.four_agent_env import (
     STATE_DIM,
     STATE_FIELDS,

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch.distributions import Beta
 
-from agents.checkpoint import load_checkpoint, save_checkpoint
+from agents.common.checkpoint import load_checkpoint, save_checkpoint
 from agents.four_agent import (
     AGENTS,
     DESIGN,

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from agents.checkpoint import CheckpointError, load_four_agent, save_checkpoint
+from agents.common.checkpoint import CheckpointError, save_checkpoint
 from agents.four_agent.acting import Controller
+from agents.four_agent.checkpoint import load_four_agent
 from agents.four_agent.config import preset
 from features.context import build_context
 from feeds.loaders import load_bars
@@ -20,7 +21,7 @@ from reports.output import write_outputs
 from strategies import STRATEGIES
 from strategies.backtest import BacktestConfig, run_backtest
 from strategies.four_agent import FourAgent
-from training.common import EnvConfig
+from training.env_config import EnvConfig
 from training.four_agent_env import FourAgentEnv, context_matrices, run_policy
 from training.train_four_agent import Args, build_networks, manifest
 
@@ -96,7 +97,7 @@ def test_strategy_and_env_take_the_same_actions(checkpoint: Path, bars, macro_di
 
 
 def test_refuses_a_checkpoint_of_other_matrices(checkpoint: Path, tmp_path: Path) -> None:
-    from agents.checkpoint import load_checkpoint
+    from agents.common.checkpoint import load_checkpoint
 
     tensors, man = load_checkpoint(checkpoint)
     man = {k: v for k, v in man.items() if k not in ("format", "versions")}

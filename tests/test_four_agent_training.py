@@ -14,9 +14,10 @@ import pandas as pd
 import pytest
 import torch
 
-from agents.checkpoint import CheckpointError, load_checkpoint, load_four_agent, save_checkpoint
+from agents.common.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from agents.common.gae import gae
 from agents.common.replay import RingBuffer
+from agents.four_agent.checkpoint import load_four_agent
 from feeds.paths import REPO_ROOT
 from training.train_four_agent import Args, main, slots_for
 

@@ -14,12 +14,12 @@ import pandas as pd
 import pytest
 import torch
 
-from agents.buffer import Batch, JointReplayBuffer
-from agents.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from agents.checkpoint import load_mtf_marl_actors as load_actors
-from agents.mtf_marl import MTFMARL, MTFMARLConfig
-from agents.networks import NumpyActor
-from agents.observations import H4_OBS_DIM, M1_BIAS_SLOT, M1_LIMIT_SLOT, M1_OBS_DIM, STATE_DIM
+from agents.common.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from agents.common.networks import NumpyActor
+from agents.common.observations import H4_OBS_DIM, M1, M1_BIAS_SLOT, M1_LIMIT_SLOT, M1_OBS_DIM, STATE_DIM
+from agents.mtf_marl.buffer import Batch, JointReplayBuffer
+from agents.mtf_marl.checkpoint import load_mtf_marl_actors as load_actors
+from agents.mtf_marl.learner import MTFMARL, MTFMARLConfig
 from features.context import HISTORY_DAYS, build_context
 from features.engine import DEFAULT_SPEC
 from feeds.loaders import load_bars
@@ -28,7 +28,7 @@ from feeds.paths import REPO_ROOT
 from feeds.resample import completed_index, htf_bars
 from strategies.backtest import BacktestConfig, run_backtest
 from strategies.mtf_marl import MtfMarl
-from training.common import EnvConfig
+from training.env_config import EnvConfig
 from training.hier_env import HierarchicalForexEnv
 from training.train_mtf_marl import Args, main
 
@@ -187,7 +187,8 @@ def test_a_slower_execution_cadence_acts_the_same_in_the_strategy_and_the_env(tr
             v.zero_()
     tensors["h4_actor"]["net.4.bias"][:] = torch.tensor([0.0, 3.0])  # bias 0 (both directions), limit ~1
     m1w = tensors["m1_actor"]
-    m1w["net.0.weight"][0, 20], m1w["net.0.weight"][1, 20] = 1.0, -1.0  # ReLU: momentum's positive, negative part
+    mom = M1["momentum"]
+    m1w["net.0.weight"][0, mom], m1w["net.0.weight"][1, mom] = 1.0, -1.0  # ReLU: momentum's positive, negative part
     m1w["net.2.weight"][0, 0] = m1w["net.2.weight"][1, 1] = 1.0
     m1w["net.4.weight"][0, :2] = torch.tensor([50.0, -50.0])  # entry = tanh(50 x momentum)
     m1w["net.4.bias"][1] = -3.0  # exit confidence ~0
@@ -237,7 +238,7 @@ def test_agents_learn_a_simple_trend(tmp_path: Path, h4_credit: str) -> None:
 
 
 def test_h4_changes_counts_moves_beyond_the_threshold() -> None:
-    from agents.mtf_marl import h4_changes
+    from agents.mtf_marl.learner import h4_changes
 
     assert h4_changes([(0.5, 0.0), (0.55, 0.0), (0.8, 0.0), (0.8, -0.5), (0.8, -0.45)]) == 2
     assert h4_changes([]) == 0 and h4_changes([(1.0, 1.0)]) == 0

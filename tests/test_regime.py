@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 import torch
 
-from agents.checkpoint import CheckpointError, load_checkpoint
+from agents.common.checkpoint import CheckpointError, load_checkpoint
 from agents.four_agent.networks import load_regime_network
 from features.matrices import m30_windows
 from feeds.loaders import load_bars

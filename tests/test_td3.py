@@ -13,8 +13,8 @@ import pytest
 import torch
 from stable_baselines3 import TD3
 
-from agents.checkpoint import CheckpointError, save_checkpoint
-from agents.checkpoint import load_td3_actor as load_actor
+from agents.common.checkpoint import CheckpointError, save_checkpoint
+from agents.td3.checkpoint import load_td3_actor as load_actor
 from features.context import build_context
 from features.engine import DEFAULT_SPEC
 from feeds.loaders import load_bars
@@ -24,8 +24,8 @@ from risk.actions import single_target
 from strategies import get_strategy
 from strategies.backtest import BacktestConfig, run_backtest
 from strategies.td3 import Td3Agent
-from training.common import EnvConfig
 from training.env import ForexEnv
+from training.env_config import EnvConfig
 from training.train_td3 import Args, actor_tensors, manifest
 
 SMOKE = ["--total-steps", "3000", "--learning-starts", "1000", "--eval-every", "1500", "--eval-bars", "2000",

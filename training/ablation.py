@@ -33,12 +33,14 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import tyro
 
-from agents.checkpoint import load_mtf_marl_actors, load_td3_actor
+from agents.mtf_marl.checkpoint import load_mtf_marl_actors
+from agents.td3.checkpoint import load_td3_actor
 from features.context import MarketContext
 from reports import metrics
-from training.common import EnvConfig, RunPlan
+from training.args import RunPlan
 from training.data import period_contexts
 from training.distributed import run_ordered
+from training.env_config import EnvConfig
 from training.evaluate import MIN_ACTIVE_DAYS, evaluate_hierarchical, evaluate_single
 
 VARIANTS = ("mtf_marl_shared", "mtf_marl_smdp", "mtf_marl_separate", "td3")

@@ -1,12 +1,12 @@
 """Single-agent forex env for stable-baselines3, on the same broker core as the Backtrader backtest.
 
-Observation (24, float32): the shared state of ``agents.observations`` (16 M1 features, then the 8
+Observation (24, float32): the shared state of ``agents.common.observations`` (16 M1 features, then the 8
 ``ACCOUNT_FEATURES``), built by the same object the Backtrader strategies use. Action Box(2) in [-1, 1]:
 target position and exit confidence, mapped by ``risk.actions.single_target`` and sized by the pre-trade validator.
 
 One step = one M1 bar. The action is decided on bar ``i``'s close; its order fills at bar ``i+1``'s open
 inside ``sim.on_bar`` (fill timing: never on the bar that decided it). The reward is the joint reward of
-``training.common.Account.reward`` for bar ``i+1``. ``terminated`` means a drawdown breach (the guard
+``training.account.Account.reward`` for bar ``i+1``. ``terminated`` means a drawdown breach (the guard
 flattened the account); ``truncated`` means the episode window or the data ended, which is not a terminal
 state for bootstrapping.
 """
@@ -18,11 +18,12 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from agents.observations import OBS_CLIP, STATE_DIM
+from agents.common.observations import OBS_CLIP, STATE_DIM
 from features.context import MarketContext
 from risk.actions import single_target
 from risk.validator import validated_target
-from training.common import Account, EnvConfig, episode_bounds
+from training.account import Account, episode_bounds
+from training.env_config import EnvConfig
 
 OBS_DIM = STATE_DIM
 

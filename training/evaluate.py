@@ -9,12 +9,12 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 
-from agents.mtf_marl import h4_changes
+from agents.mtf_marl.learner import h4_changes
 from features.context import MarketContext
 from reports import metrics
 from risk.drawdown import DrawdownGuard
-from training.common import EnvConfig
 from training.env import ForexEnv
+from training.env_config import EnvConfig
 from training.hier_env import HierarchicalForexEnv
 
 Policy = Callable[[np.ndarray], np.ndarray]

@@ -13,7 +13,7 @@ import argparse
 import json
 from pathlib import Path
 
-from agents.checkpoint import MANIFEST, read_manifest
+from agents.common.checkpoint import MANIFEST, read_manifest
 from training.data import context_feature_ranges, period_contexts
 
 

@@ -1,6 +1,6 @@
 """The four-agent env: Regime, Structure, Tactical and Risk on one account, one M1 bar per step.
 
-Same broker core, drawdown guard, validator and joint reward as the MTF-MARL envs (``training.common.Account``,
+Same broker core, drawdown guard, validator and joint reward as the MTF-MARL envs (``training.account.Account``,
 imported); the decision rule is ``agents.four_agent.acting.JointBook`` (``risk.consensus.decide`` then
 ``guarded_target``), which the Backtrader strategy ``four_agent`` runs too.
 
@@ -26,7 +26,7 @@ Observations (``features.matrices`` built once per context, views per bar, no co
 * tactical: ``matrix`` 60 x 7 (M5), ``mask``, ``action_mask`` (5,) (flat: no exit / reduce);  action: an index of
   ``TACTICAL_ACTIONS``;
 * risk: ``proposal`` (15, ``RISK_PROPOSAL_FIELDS``: the upper agents' actions, proposed and current position as
-  fractions of max lots) and ``account`` (8, ``agents.observations.ACCOUNT_FEATURES``);  action: an index of
+  fractions of max lots) and ``account`` (8, ``agents.common.observations.ACCOUNT_FEATURES``);  action: an index of
   ``RISK_ACTIONS``.
 
 The hub's messages are the agents' side (``Controller``), not the env's. ``state()`` is the global state of the
@@ -45,9 +45,9 @@ import numpy as np
 import pandas as pd
 from pettingzoo import ParallelEnv
 
+from agents.common.observations import ACCOUNT_FEATURES, OBS_CLIP
 from agents.four_agent.acting import ALLOW, HOLD, Controller, JointBook, Proposal
 from agents.four_agent.config import AGENTS, RISK_ACTIONS, RISK_PROPOSAL_FIELDS, TACTICAL_ACTIONS
-from agents.observations import ACCOUNT_FEATURES, OBS_CLIP
 from features.context import MarketContext
 from features.engine import FEATURE_NAMES, N_FEATURES
 from features.matrices import (
@@ -61,7 +61,8 @@ from features.matrices import (
 )
 from feeds.macro import MacroTable
 from risk.consensus import DEFAULT_CONSENSUS, REGIME_CLASSES, ConsensusConfig
-from training.common import Account, EnvConfig, episode_bounds
+from training.account import Account, episode_bounds
+from training.env_config import EnvConfig
 from training.evaluate import _summary
 
 STATE_FIELDS: tuple[str, ...] = (

@@ -1,18 +1,18 @@
 """Hierarchical two-agent env: an H4 risk director and an M1 execution agent on one account.
 
 ``step(h4_action, m1_action)`` advances one M1 bar. The director's action is adopted only on an M1 bar at which a
-new H4 bar has completed (``agents.cadence``; also on the first step of an episode); in between, its last action
-holds and the ``h4_action`` passed is ignored (``info["h4_decision"]``). The executor's likewise, at its cadence
-(``EnvConfig.exec_minutes``; every M1 bar by default): between its decisions the ``m1_action`` passed is ignored, no
-order is sent (``info["m1_decision"]``) and ``m1_decision_due()`` says when it acts next. The pair maps to a target
-position through ``risk.actions.joint_target_for`` (|target| <= limit x max_lots), then the pre-trade validator
-sizes it; fills, costs and drawdown enforcement are the shared broker core's, as in the single-agent env and the
-backtest.
+new H4 bar has completed (``agents.mtf_marl.cadence``; also on the first step of an episode); in between, its last
+action holds and the ``h4_action`` passed is ignored (``info["h4_decision"]``). The executor's likewise, at its
+cadence (``EnvConfig.exec_minutes``; every M1 bar by default): between its decisions the ``m1_action`` passed is
+ignored, no order is sent (``info["m1_decision"]``) and ``m1_decision_due()`` says when it acts next. The pair maps
+to a target position through ``risk.actions.joint_target_for`` (|target| <= limit x max_lots), then the pre-trade
+validator sizes it; fills, costs and drawdown enforcement are the shared broker core's, as in the single-agent env
+and the backtest.
 
-Observations come from ``agents.observations`` (H4: 22, M1: 23). The M1 agent sees the director's decision:
+Observations come from ``agents.common.observations`` (H4: 22, M1: 23). The M1 agent sees the director's decision:
 the M1 observation returned by ``step``/``reset`` shows the action in force; on a step where the director
 decides (``h4_decision_due()``), call ``m1_obs(h4_action)`` to show the M1 agent the new one before it acts.
-Reward: one joint cooperative reward (``training.common.Account.reward``) for both agents.
+Reward: one joint cooperative reward (``training.account.Account.reward``) for both agents.
 """
 
 from __future__ import annotations
@@ -23,12 +23,13 @@ import gymnasium as gym
 import numpy as np
 from pettingzoo import ParallelEnv
 
-from agents.cadence import director_due, executor_due
-from agents.observations import H4_OBS_DIM, M1_OBS_DIM, OBS_CLIP
+from agents.common.observations import H4_OBS_DIM, M1_OBS_DIM, OBS_CLIP
+from agents.mtf_marl.cadence import director_due, executor_due
 from features.context import MarketContext
 from risk.actions import director_decision, joint_target_for
 from risk.validator import validated_target
-from training.common import Account, EnvConfig, episode_bounds
+from training.account import Account, episode_bounds
+from training.env_config import EnvConfig
 
 _BOX2 = gym.spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32)
 

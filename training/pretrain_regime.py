@@ -13,7 +13,7 @@ only; no label before ``--val-start`` is used). Cross-entropy with class weights
 labels ("balanced"), so the rarer trending / volatile classes are not drowned by transition; AdamW with a cosine
 learning-rate decay; deterministic with ``--seed`` (torch threads 1, numpy Generator for the sample order).
 No model selection on the validation year: the checkpoint is the last epoch's. Writes ``OUT/checkpoint``
-(``agents.checkpoint``: tensors + manifest, loadable with ``weights_only=True``), ``OUT/regime_report.md``,
+(``agents.common.checkpoint``: tensors + manifest, loadable with ``weights_only=True``), ``OUT/regime_report.md``,
 ``OUT/regime_confusion.png`` and ``OUT/regime_summary.json``.
 """
 
@@ -33,7 +33,7 @@ import pandas as pd
 import torch
 import tyro
 
-from agents.checkpoint import save_checkpoint
+from agents.common.checkpoint import save_checkpoint
 from agents.four_agent.config import REGIME_CLASSES, preset
 from agents.four_agent.networks import REGIME_ALGORITHM, RegimeNet, n_params
 from features.context import HISTORY_DAYS, history_start

@@ -30,7 +30,7 @@ from typing import Any
 import tyro
 
 from feeds.paths import REPO_ROOT
-from training.common import RunPlan
+from training.args import RunPlan
 from training.distributed import ray_session, require
 
 TRAINERS: dict[str, str] = {"mtf_marl": "training.train_mtf_marl", "td3": "training.train_td3",

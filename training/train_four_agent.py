@@ -36,7 +36,7 @@ import torch
 import tyro
 from tqdm import tqdm
 
-from agents.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from agents.common.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from agents.common.gae import gae
 from agents.four_agent.acting import ALLOW, Controller
 from agents.four_agent.config import RISK_ACTIONS, TACTICAL_ACTIONS, FourAgentConfig, preset
@@ -50,7 +50,7 @@ from features.matrices import DEFAULT_MATRIX_SPEC
 from feeds.macro import MacroTable, load_macro
 from feeds.paths import REPO_ROOT
 from risk.consensus import DEFAULT_CONSENSUS
-from training.common import TrainArgs
+from training.args import TrainArgs
 from training.data import context_feature_ranges, period_contexts
 from training.evaluate import validation_score
 from training.four_agent_env import (
@@ -61,6 +61,7 @@ from training.four_agent_env import (
     context_matrices,
     evaluate_four_agent,
 )
+from training.manifest import run_manifest
 
 log = logging.getLogger(__name__)
 ALGORITHM = "four_agent"
@@ -145,7 +146,7 @@ class Args(TrainArgs):
 
 def manifest(args: Args, step: int, cfg: FourAgentConfig, regime_source: dict, extra: dict | None = None,
              ranges: dict | None = None) -> dict:
-    return args.base_manifest(ALGORITHM, step) | ({"feature_ranges": ranges} if ranges else {}) | {
+    return run_manifest(args, ALGORITHM, step, ranges) | {
         "matrix_spec": DEFAULT_MATRIX_SPEC.to_dict(), "preset": cfg.name, "config": cfg.to_dict(),
         "consensus": asdict(DEFAULT_CONSENSUS), "state_fields": list(STATE_FIELDS), "regime": regime_source,
         "periods": {"train": [args.train_start, args.train_end], "val": [args.val_start, args.val_end]},

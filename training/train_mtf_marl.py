@@ -24,17 +24,18 @@ import torch
 import tyro
 from tqdm import tqdm
 
-from agents.buffer import JointReplayBuffer
-from agents.checkpoint import load_checkpoint, save_checkpoint
-from agents.mtf_marl import MTFMARL, MTFMARLConfig
-from agents.networks import NumpyActor
-from agents.observations import H4_OBS_DIM, M1_BIAS_SLOT, M1_LIMIT_SLOT, M1_OBS_DIM, STATE_DIM
+from agents.common.checkpoint import load_checkpoint, save_checkpoint
+from agents.common.networks import NumpyActor
+from agents.common.observations import H4_OBS_DIM, M1_BIAS_SLOT, M1_LIMIT_SLOT, M1_OBS_DIM, STATE_DIM
+from agents.mtf_marl.buffer import JointReplayBuffer
+from agents.mtf_marl.learner import MTFMARL, MTFMARLConfig
 from features.engine import DEFAULT_SPEC
 from feeds.paths import REPO_ROOT
-from training.common import TrainArgs
+from training.args import TrainArgs
 from training.data import context_feature_ranges, period_contexts
 from training.evaluate import evaluate_hierarchical, validation_score
 from training.hier_env import HierarchicalForexEnv
+from training.manifest import run_manifest
 
 log = logging.getLogger(__name__)
 ALGORITHM = "mtf_marl"
@@ -47,7 +48,7 @@ class Args(TrainArgs):
     points only (no shared experience; the joint critic still learns from the joint buffer)"""
     h4_credit: Literal["per_step", "smdp"] = "per_step"
     """H4 credit assignment: per_step (held action in every M1 transition) or smdp (plus one option transition
-    per director decision, reward discounted over its M1 steps); see agents/mtf_marl.py"""
+    per director decision, reward discounted over its M1 steps); see agents/mtf_marl/learner.py"""
     balanced_h4: bool = False
     """sample the buffer balanced over H4 action bins"""
     expl_noise: float = 0.2
@@ -68,7 +69,7 @@ def learner_config(args: Args) -> MTFMARLConfig:
 
 
 def manifest(args: Args, step: int, extra: dict | None = None, ranges: dict | None = None) -> dict:
-    return args.base_manifest(ALGORITHM, step) | ({"feature_ranges": ranges} if ranges else {}) | {
+    return run_manifest(args, ALGORITHM, step, ranges) | {
         "obs": {"state": STATE_DIM, "h4": H4_OBS_DIM, "m1": M1_OBS_DIM, "m1_h4_slots": [M1_LIMIT_SLOT, M1_BIAS_SLOT]},
         "learner_config": learner_config(args).to_dict(), **(extra or {})}
 
@@ -207,7 +208,7 @@ def main(args: Args) -> dict:
             a_h4 = (rng.uniform(-1, 1, 2).astype(np.float32) if tr.step < a.learning_starts
                     else _noisy(NumpyActor(learner.h4)(o_h4), a.expl_noise, rng))
         o_m1 = env.m1_obs(a_h4)  # the M1 agent sees the director's decision of this very step
-        if env.m1_decision_due():  # every step at the default cadence; else its last action holds (agents.cadence)
+        if env.m1_decision_due():  # every step at the default cadence; else its last action holds (mtf_marl.cadence)
             if tr.step < a.learning_starts:
                 a_m1 = rng.uniform(-1, 1, 2).astype(np.float32)
             else:

@@ -11,10 +11,10 @@ as ONE gymnasium env (``SegmentedForexEnv``) that picks a segment per episode, w
 to its tradable length, from its own seeded generator; so SB3 sees a single env and its step count is the
 number of M1 bars trained on (a ``DummyVecEnv`` of one env per segment would step every segment at once).
 
-Checkpoints use OUR format (``agents.checkpoint``: tensors + manifest, loaded with ``weights_only=True``), not
+Checkpoints use OUR format (``agents.common.checkpoint``: tensors + manifest, loaded with ``weights_only=True``), not
 SB3's pickled zip: ``best`` (highest validation score) and ``last`` each hold ``{"actor": <state dict of
 model.policy.actor.mu>}``, whose layout (Linear, ReLU, ..., Linear, Tanh) is the one of
-``agents.networks.Actor.net``, so ``strategies.td3`` rebuilds it as an ``Actor`` without SB3. The SB3 zip of
+``agents.common.networks.Actor.net``, so ``strategies.td3`` rebuilds it as an ``Actor`` without SB3. The SB3 zip of
 the final model (``sb3_last.zip``, without the replay buffer) is kept only for continuing training with SB3's
 own ``TD3.load``; the backtest never reads it.
 """
@@ -37,15 +37,17 @@ from stable_baselines3 import TD3
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.noise import NormalActionNoise
 
-from agents.checkpoint import save_checkpoint
-from agents.networks import Actor, NumpyActor
-from agents.observations import STATE_DIM
+from agents.common.checkpoint import save_checkpoint
+from agents.common.networks import Actor, NumpyActor
+from agents.common.observations import STATE_DIM
 from features.context import MarketContext
 from feeds.paths import REPO_ROOT
-from training.common import EnvConfig, TrainArgs
+from training.args import TrainArgs
 from training.data import context_feature_ranges, period_contexts
 from training.env import ForexEnv
+from training.env_config import EnvConfig
 from training.evaluate import evaluate_single, validation_score
+from training.manifest import run_manifest
 
 log = logging.getLogger(__name__)
 ALGORITHM = "td3"
@@ -60,7 +62,7 @@ class Args(TrainArgs):
 
 
 def manifest(args: Args, step: int, extra: dict | None = None, ranges: dict | None = None) -> dict:
-    return args.base_manifest(ALGORITHM, step) | ({"feature_ranges": ranges} if ranges else {}) | {
+    return run_manifest(args, ALGORITHM, step, ranges) | {
         "obs": {"state": STATE_DIM}, "net_arch": list(args.net_arch), **(extra or {})}
 
 

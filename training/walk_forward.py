@@ -34,11 +34,13 @@ from typing import Any, Literal
 
 import tyro
 
-from agents.checkpoint import load_mtf_marl_actors, load_td3_actor
+from agents.mtf_marl.checkpoint import load_mtf_marl_actors
+from agents.td3.checkpoint import load_td3_actor
 from feeds.paths import REPO_ROOT, fx_data_dir
-from training.common import EnvConfig, RunPlan
+from training.args import RunPlan
 from training.data import period_contexts
 from training.distributed import run_ordered
+from training.env_config import EnvConfig
 from training.evaluate import evaluate_hierarchical, evaluate_single
 from training.periods import Fold, find_periods, walk_forward_folds
 from training.sweep import RESUMABLE, TRAINERS, trainer_args
@@ -72,7 +74,8 @@ class Args:
     turnover_penalty: float = 0.0
     """reward penalty per full-size position traded, beyond the costs already in the P&L"""
     exec_minutes: int = 1
-    """MTF-MARL execution cadence (``agents.cadence``): the executor decides on each completed M1 / M5 / M15 bar"""
+    """MTF-MARL execution cadence (``agents.mtf_marl.cadence``): the executor decides on each completed M1 / M5 / M15
+    bar"""
     days: int = 0
     """> 0: every period (training, validation, test) ends DAYS days after it starts (tiny runs); 0: whole years"""
     other_symbols: tuple[str, ...] = ("GBPUSD", "USDJPY", "XAUUSD")

@@ -1,7 +1,7 @@
 """A preallocated ring buffer of named float32 fields: one array, each field a column block, a sample one row gather.
 
-A learner declares its fields instead of writing another buffer: the MTF-MARL buffer (``agents.buffer``) and the
-four-agent DQN's (``agents.four_agent.dqn``) are both this one.
+A learner declares its fields instead of writing another buffer: the MTF-MARL buffer (``agents.mtf_marl.buffer``)
+and the four-agent DQN's (``agents.four_agent.dqn``) are both this one.
 """
 
 from __future__ import annotations

@@ -109,7 +109,7 @@ class TacticalConfig:
 @dataclass(frozen=True)
 class RiskConfig:
     """:param hidden: the DQN's hidden widths (state encoder -> ... ; design 256 -> 512 -> 256)
-    :param account_features: account slots (``agents.observations.ACCOUNT_FEATURES``: the same 8 as the shared
+    :param account_features: account slots (``agents.common.observations.ACCOUNT_FEATURES``: the same 8 as the shared
         state of the MTF-MARL agents)"""
 
     hidden: tuple[int, ...] = (256, 512, 256)

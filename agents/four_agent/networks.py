@@ -451,7 +451,7 @@ REGIME_ALGORITHM = "regime"
 
 def regime_manifest_checks(manifest: dict[str, Any], path: Path) -> None:
     """Refuse a regime checkpoint whose matrix columns or lengths are not this code's."""
-    from agents.checkpoint import CheckpointError
+    from agents.common.checkpoint import CheckpointError
     from features.matrices import DEFAULT_MATRIX_SPEC, REGIME_COLUMNS
 
     ms = manifest.get("matrix_spec", {})
@@ -464,7 +464,7 @@ def regime_manifest_checks(manifest: dict[str, Any], path: Path) -> None:
 def load_regime_network(path: str | Path) -> tuple[RegimeNet, dict[str, Any]]:
     """The pretrained Regime network of a ``training.pretrain_regime`` checkpoint (``weights_only=True``), in eval
     mode; refused if its feature spec, matrix columns or algorithm are not this code's."""
-    from agents.checkpoint import load_checkpoint
+    from agents.common.checkpoint import load_checkpoint
     from features.matrices import M30_SPEC
 
     path = Path(path)

@@ -31,8 +31,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from agents.buffer import Batch
-from agents.networks import Actor, TwinCritic
+from agents.common.networks import Actor, TwinCritic
+from agents.mtf_marl.buffer import Batch
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,8 @@
 then read the account (``brokers.sim.ForexSim`` and its ``risk.drawdown.DrawdownGuard``) and the precomputed
 ``features.context.MarketContext`` at bar ``i``. Everything is within +-``OBS_CLIP``.
 
+Slots after the 16 features are addressed by name (``S``, ``H4``, ``M1``: name -> index), never by number.
+
 * shared state (24, the single-agent observation and the joint critic's state): the 16 M1 features, then
   ``ACCOUNT_FEATURES``.
 * H4 director (22): the 16 features of the newest complete H4 bar, then equity change, total and daily
@@ -30,10 +32,20 @@ from risk.drawdown import DrawdownRules
 OBS_CLIP = 10.0
 ACCOUNT_FEATURES = ("position", "unrealised_pct", "equity_change", "daily_dd_ratio", "total_dd_ratio",
                     "bars_in_position", "spread_atr", "margin_ratio")
+H4_EXTRA = ("equity_change", "total_dd_ratio", "daily_dd_ratio", "portfolio_vol", "macro_turbulence", "h4_adx")
+M1_EXTRA = ("position", "balance_change", "spread_atr", "volume_ratio", "momentum", "h4_limit", "h4_bias")
+
+
+def _slots(names: tuple[str, ...]) -> dict[str, int]:
+    """Slot of each named value after the 16 features: observations are written and read by name."""
+    return {name: N_FEATURES + k for k, name in enumerate(names)}
+
+
+S, H4, M1 = _slots(ACCOUNT_FEATURES), _slots(H4_EXTRA), _slots(M1_EXTRA)
 STATE_DIM = N_FEATURES + len(ACCOUNT_FEATURES)
-H4_OBS_DIM = N_FEATURES + 6
-M1_OBS_DIM = N_FEATURES + 7
-M1_LIMIT_SLOT, M1_BIAS_SLOT = N_FEATURES + 5, N_FEATURES + 6
+H4_OBS_DIM = N_FEATURES + len(H4_EXTRA)
+M1_OBS_DIM = N_FEATURES + len(M1_EXTRA)
+M1_LIMIT_SLOT, M1_BIAS_SLOT = M1["h4_limit"], M1["h4_bias"]
 MOMENTUM_BARS = 15
 _ADX, _VIX, _YC = (FEATURE_NAMES.index(n) for n in ("adx", "vix", "yield_curve"))
 
@@ -89,39 +101,39 @@ class ObservationBuilder:
         out = np.empty(STATE_DIM, np.float32)
         out[:N_FEATURES] = self.ctx.m1_features[i]
         eq, r = sim.equity, self.rules
-        out[16] = _clip(sim.lots / self.max_lots if self.max_lots > 0 else 0.0)
-        out[17] = _clip(100.0 * (eq - sim.balance) / self.cash)
-        out[18] = _clip(10.0 * (eq / self.cash - 1.0))
-        out[19] = _clip(guard.daily_dd / r.daily_limit)
-        out[20] = _clip(guard.total_dd / r.total_limit)
-        out[21] = _clip(min(10.0, (i - self.entry_bar) / 1440.0) if sim.lots else 0.0)
+        out[S["position"]] = _clip(sim.lots / self.max_lots if self.max_lots > 0 else 0.0)
+        out[S["unrealised_pct"]] = _clip(100.0 * (eq - sim.balance) / self.cash)
+        out[S["equity_change"]] = _clip(10.0 * (eq / self.cash - 1.0))
+        out[S["daily_dd_ratio"]] = _clip(guard.daily_dd / r.daily_limit)
+        out[S["total_dd_ratio"]] = _clip(guard.total_dd / r.total_limit)
+        out[S["bars_in_position"]] = _clip(min(10.0, (i - self.entry_bar) / 1440.0) if sim.lots else 0.0)
         atr = self._atr[i]
-        out[22] = _clip(sim.spread / atr if atr > 0 else 0.0)
-        out[23] = _clip(sim.margin_used / eq if eq > 0 else OBS_CLIP)
+        out[S["spread_atr"]] = _clip(sim.spread / atr if atr > 0 else 0.0)
+        out[S["margin_ratio"]] = _clip(sim.margin_used / eq if eq > 0 else OBS_CLIP)
         return out
 
     def h4(self, i: int, sim, guard) -> np.ndarray:
         f = self.ctx.h4_features[i]
         out = np.empty(H4_OBS_DIM, np.float32)
         out[:N_FEATURES] = f
-        out[16] = _clip(10.0 * (sim.equity / self.cash - 1.0))
-        out[17] = _clip(guard.total_dd / self.rules.total_limit)
-        out[18] = _clip(guard.daily_dd / self.rules.daily_limit)
-        out[19] = _clip(100.0 * math.sqrt(self.var7 * 1440.0))
-        out[20] = _clip(f[_VIX] + max(0.0, -float(f[_YC])))
-        out[21] = _clip(f[_ADX])
+        out[H4["equity_change"]] = _clip(10.0 * (sim.equity / self.cash - 1.0))
+        out[H4["total_dd_ratio"]] = _clip(guard.total_dd / self.rules.total_limit)
+        out[H4["daily_dd_ratio"]] = _clip(guard.daily_dd / self.rules.daily_limit)
+        out[H4["portfolio_vol"]] = _clip(100.0 * math.sqrt(self.var7 * 1440.0))
+        out[H4["macro_turbulence"]] = _clip(f[_VIX] + max(0.0, -float(f[_YC])))
+        out[H4["h4_adx"]] = _clip(f[_ADX])
         return out
 
     def m1(self, i: int, sim, limit: float, bias: float) -> np.ndarray:
         out = np.empty(M1_OBS_DIM, np.float32)
         out[:N_FEATURES] = self.ctx.m1_features[i]
-        out[16] = _clip(sim.lots / self.max_lots if self.max_lots > 0 else 0.0)
-        out[17] = _clip(10.0 * (sim.balance / self.cash - 1.0))
+        out[M1["position"]] = _clip(sim.lots / self.max_lots if self.max_lots > 0 else 0.0)
+        out[M1["balance_change"]] = _clip(10.0 * (sim.balance / self.cash - 1.0))
         atr = self._atr[i]
-        out[18] = _clip(sim.spread / atr if atr > 0 else 0.0)
-        out[19] = _clip(self._vol[i])
+        out[M1["spread_atr"]] = _clip(sim.spread / atr if atr > 0 else 0.0)
+        out[M1["volume_ratio"]] = _clip(self._vol[i])
         c = self._c
-        out[20] = _clip((c[i] - c[max(0, i - MOMENTUM_BARS)]) / atr if atr > 0 else 0.0)
-        out[M1_LIMIT_SLOT] = _clip(limit)
-        out[M1_BIAS_SLOT] = _clip(bias)
+        out[M1["momentum"]] = _clip((c[i] - c[max(0, i - MOMENTUM_BARS)]) / atr if atr > 0 else 0.0)
+        out[M1["h4_limit"]] = _clip(limit)
+        out[M1["h4_bias"]] = _clip(bias)
         return out
