@@ -191,12 +191,16 @@ def build_networks(args: Args) -> tuple[FourAgentNetworks, dict]:
 def agent_batches(ro: Rollout, learner: MAPPO, lam: float) -> tuple[dict[str, AgentBatch], dict[str, float]]:
     """GAE over each agent's macro-actions (time order within each env slot) and the tensors of the update."""
     out, stats = {}, {}
+    sorted_row = None  # Structure rows: collection order -> update order (the Tactical samples' links)
     for agent in PPO_AGENTS:
         d = ro.agents[agent]
         if not len(d["reward"]):
             continue
         order = np.argsort(d["slot"], kind="stable")  # each slot's decisions in time order, slots end to end
         d = {k: v[order] for k, v in d.items()}
+        if agent == "structure":
+            sorted_row = np.empty(len(order), np.int64)
+            sorted_row[order] = np.arange(len(order))
         ci = critic_input(d["state"], agent)
         values = learner.values(ci)
         next_values = learner.values(critic_input(d["next_state"], agent))
@@ -208,13 +212,20 @@ def agent_batches(ro: Rollout, learner: MAPPO, lam: float) -> tuple[dict[str, Ag
         if agent == "structure":
             obs = StructureObs(matrix, mask, hub)
             actions = torch.from_numpy(d["action"].astype(np.float32))
+            link = None
         else:
             obs = TacticalObs(matrix, mask, hub, torch.from_numpy(d["action_mask"].astype(bool)))
             actions = torch.from_numpy(d["action"].astype(np.int64))
+            raw = d["structure_link"].astype(np.int64)
+            if sorted_row is None:  # no Structure decision in this rollout: every message read is from before it
+                raw = np.full_like(raw, -1)
+            else:
+                raw = np.where(raw >= 0, sorted_row[np.maximum(raw, 0)], -1)
+            link = torch.from_numpy(raw)
         f32 = np.float32
         out[agent] = AgentBatch(obs, actions, torch.from_numpy(d["log_prob"].astype(f32)),
                                 torch.from_numpy(adv.astype(f32)), torch.from_numpy(ret.astype(f32)),
-                                torch.from_numpy(values.astype(f32)), torch.from_numpy(ci))
+                                torch.from_numpy(values.astype(f32)), torch.from_numpy(ci), link)
         stats |= {f"{agent}/decisions": float(len(adv)), f"{agent}/macro_steps": float(np.mean(
             np.log(np.maximum(d["discount"], 1e-300)) / np.log(learner.cfg.gamma))),
             f"{agent}/return_mean": float(ret.mean()), f"{agent}/value_mean": float(values.mean())}

@@ -25,9 +25,10 @@ Update order at each M1 bar (``acting_agents`` lists who acts):
 
 Between decisions an agent's last message and action hold (the Tactical action counts as ``hold`` between its
 decisions: an entry is an event, not a state). In rollouts the hub state is stored with each agent's observation
-(detached). Not yet trained: no loss reaches the memory cell's parameters or the message heads (the critic reads
-the global state only, and the actors' updates use the stored, detached hub reads), so messages carry what their
-initial weights make of each agent's features (``agents.four_agent.mappo``).
+(detached). What learns to communicate (``agents.four_agent.mappo``): Structure's message head, through the Tactical
+loss (the message a Tactical sample read is recomputed from the Structure decision that published it). Not yet
+trained: the memory cell's parameters and the Tactical and Risk message heads (read only by Risk, a DQN on stored
+observations), so those carry what their initial weights make of each agent's features.
 """
 
 from __future__ import annotations

@@ -19,8 +19,13 @@ on-policy MAPPO code; where we differ, it says so.
   asynchronous macro-action form of Xiao, Tan and Amato (2022) with MAPPO's critic; unlike their Mac-IAICC the
   critic is one network over the global state at the deciding agent's decision bars (not per agent).
 * **Regime**: frozen (the pretrained supervised network): its class is an input to the others, not a policy here.
-* Messages are read as stored in the rollout (detached): the receivers' hub readers learn to read them; the
-  senders' message heads and the hub's memory cell are not trained by this loss (no gradient crosses agents).
+* **Messages** (differentiable communication, as DIAL, Foerster et al. 2016): the Structure message a Tactical sample
+  read is recomputed in the update from the Structure decision that published it (``AgentBatch.structure_link``,
+  recorded by the runner), so the Tactical loss trains Structure's message head (and the Structure encoder under
+  it); at the first epoch the recomputed message is the stored one. Messages published before the rollout, the
+  Regime message (a frozen network) and the hub's memory are read as stored (detached): the memory cell's
+  parameters and the Tactical and Risk message heads (read by Risk, a DQN learning from stored observations) get no
+  gradient yet.
 
 ``update(batch)`` only learns; acting is ``agents.four_agent.acting.Controller`` with the same networks' ``step``.
 """
@@ -34,6 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from agents.four_agent.config import AGENTS
 from agents.four_agent.hub import HubView
 from agents.four_agent.networks import FourAgentNetworks, StructureObs, TacticalObs
 from agents.four_agent.runner import PPO_AGENTS
@@ -154,6 +160,7 @@ class AgentBatch:
     returns: torch.Tensor  # de-normalised lambda-returns
     old_values: torch.Tensor  # de-normalised values at collection
     critic_in: torch.Tensor
+    structure_link: torch.Tensor | None = None  # Tactical: row of the Structure batch whose message it read, or -1
 
     def __len__(self) -> int:
         return len(self.actions)
@@ -163,8 +170,25 @@ class AgentBatch:
         hub = HubView(o.hub.messages[idx], o.hub.visible[idx], o.hub.memory[idx])
         obs = (StructureObs(o.matrix[idx], o.mask[idx], hub) if isinstance(o, StructureObs)
                else TacticalObs(o.matrix[idx], o.mask[idx], hub, o.action_mask[idx]))
+        link = None if self.structure_link is None else self.structure_link[idx]
         return AgentBatch(obs, self.actions[idx], self.old_log_probs[idx], self.advantages[idx], self.returns[idx],
-                          self.old_values[idx], self.critic_in[idx])
+                          self.old_values[idx], self.critic_in[idx], link)
+
+
+_STRUCTURE_SLOT = AGENTS.index("structure")
+
+
+def with_structure_messages(obs: TacticalObs, link: torch.Tensor | None, messages: torch.Tensor | None) -> TacticalObs:
+    """Tactical observations whose Structure message is recomputed (``messages``: the Structure batch's, with their
+    graph) where ``link`` >= 0, so that the Tactical loss reaches Structure's message head; elsewhere as stored."""
+    if link is None or messages is None or not bool((link >= 0).any()):
+        return obs
+    have = link >= 0
+    fresh = messages[link.clamp(min=0)]
+    slot = torch.where(have[:, None], fresh, obs.hub.messages[:, _STRUCTURE_SLOT])
+    msgs = torch.cat([obs.hub.messages[:, :_STRUCTURE_SLOT], slot[:, None],
+                      obs.hub.messages[:, _STRUCTURE_SLOT + 1:]], dim=1)
+    return TacticalObs(obs.matrix, obs.mask, HubView(msgs, obs.hub.visible, obs.hub.memory), obs.action_mask)
 
 
 class MAPPO:
@@ -234,12 +258,19 @@ class MAPPO:
             for k in range(c.minibatches):
                 critic_loss = torch.zeros(())
                 losses = {}
-                for a, b in batches.items():
-                    idx = parts[a][k]
+                s_msg = None  # the Structure batch's messages, recomputed with their graph
+                for a in (a for a in PPO_AGENTS if a in batches):
+                    b, idx = batches[a], parts[a][k]
                     if not len(idx):
                         continue
                     mb = b.rows(idx)
-                    step = self.actors[a].get_action_and_value(mb.obs, mb.actions)
+                    if a == "structure":
+                        step, out = self.actors[a].step(mb.obs, mb.actions)
+                        # one pass, the whole batch: these rows are the batch; else one more forward for all rows
+                        s_msg = out.message if c.minibatches == 1 else self.actors[a](b.obs).message
+                    else:
+                        obs = with_structure_messages(mb.obs, mb.structure_link, s_msg)
+                        step = self.actors[a].get_action_and_value(obs, mb.actions)
                     log_ratio = step.log_prob - mb.old_log_probs
                     ratio = log_ratio.exp()
                     ad = adv[a][idx]

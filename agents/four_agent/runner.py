@@ -119,8 +119,11 @@ _PPO_FIELDS = {
     "structure": ["slot", "bar", "state", "next_state", "matrix", "mask", "messages", "visible", "memory", "action",
                   "log_prob", "terminated", "last"],
     "tactical": ["slot", "bar", "state", "next_state", "matrix", "mask", "action_mask", "messages", "visible",
-                 "memory", "action", "log_prob", "terminated", "last"],
+                 "memory", "action", "log_prob", "terminated", "last", "structure_link"],
 }
+"""``structure_link``: the row (in the rollout's Structure samples, collection order) of the Structure decision whose
+message the Tactical sample read, -1 when it was published before the rollout (or there was none): the MAPPO update
+recomputes that message so that the Tactical loss trains Structure's message head (``agents.four_agent.mappo``)"""
 RISK_FIELDS = ("proposal", "account", "messages", "visible", "memory", "action", "next_proposal", "next_account",
                "next_messages", "next_visible", "next_memory", "terminated", "last")
 
@@ -166,6 +169,7 @@ class Runner:
             e.reset()
         ctl.reset()
         slots = np.arange(B)
+        last_structure = [-1] * B  # per env, the rollout row of its latest Structure decision (its message in the hub)
         for t in range(steps):
             dues = [e.due() for e in envs]
             mats = [e.matrices() for e in envs]
@@ -200,7 +204,9 @@ class Runner:
                 seq = seqs[agent]
                 for j, b in enumerate(rows):
                     seq.close(b, next_state=states[b], terminated=False, last=False)
-                    extra = {"action_mask": am[j]} if am is not None else {}
+                    extra = {"action_mask": am[j], "structure_link": last_structure[b]} if am is not None else {}
+                    if agent == "structure":
+                        last_structure[b] = len(seq.reward)
                     seq.add(b, slot=b, bar=envs[b].i, state=states[b], matrix=mx[j], mask=mk[j],
                             action=acted.action[j], log_prob=acted.log_prob[j], **_read_row(acted.read, j), **extra)
                     kw[b][agent] = acted.action[j]
@@ -230,6 +236,7 @@ class Runner:
                     if t < steps - 1:
                         e.reset()
                         ctl.reset(np.array([b]))
+                        last_structure[b] = -1  # a fresh hub: no Structure message until it decides again
         for b in range(B):  # the rollout's cut: a truncation, bootstrapped from the state reached
             if any(s.open[b] >= 0 for s in (*seqs.values(), risk)):
                 self._end_episode(b, seqs, risk, False, None, episodes)
