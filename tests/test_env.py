@@ -232,3 +232,51 @@ def test_reward_is_pnl_over_the_market_volatility_of_a_full_position(contexts) -
         rewards.append(r)
     assert breached and len(rewards) > 10 and any(r != 0 for r in rewards)
     assert acct.reward_parts["breach_penalty"] == cfg.daily_breach_penalty
+
+
+def test_differential_sharpe_by_hand_and_as_the_sharpe_ratios_derivative() -> None:
+    """Moody and Saffell's D: by hand for one step, and the property that defines it: the Sharpe ratio of the moving
+    averages moves by eta x D per bar to first order (checked independently from A and B, on a path whose variance
+    stays above the floor)."""
+    from training.rewards import DifferentialSharpe
+
+    d = DifferentialSharpe(eta=0.5, var_floor=1e-9)
+    assert d.step(2.0) == pytest.approx((1.0 * 2.0 - 0.0) / 1.0**1.5)  # A=0, B=1: D = r
+    assert (d.a, d.b) == (1.0, 2.5)
+    assert d.step(0.0) == pytest.approx((2.5 * -1.0 - 0.5 * 1.0 * -2.5) / 1.5**1.5)
+    eta = 1e-4
+    d = DifferentialSharpe(eta=eta, var_floor=1e-9)
+    rng = np.random.default_rng(0)
+    for r in rng.normal(0.3, 1.0, 2000):
+        s0 = d.sharpe()
+        got = d.step(float(r))
+        assert (d.sharpe() - s0) / eta == pytest.approx(got, rel=2e-3, abs=2e-3)
+    floored = DifferentialSharpe(eta=1e-2)  # long flat: B decays, the floor keeps the first trade's D bounded
+    for _ in range(5000):
+        floored.step(0.0)
+    assert floored.b < 1e-9 and floored.step(1.0) == pytest.approx(1.0 / np.sqrt(floored.var_floor), rel=1e-6)
+    with pytest.raises(ValueError, match="reward must be"):
+        EnvConfig(reward="sharpe")
+
+
+def test_the_dsr_reward_feeds_the_normalised_pnl_through_the_differential_sharpe(contexts) -> None:
+    from training.account import Account
+    from training.rewards import DifferentialSharpe
+
+    _, ctx = contexts["EURUSD"]
+    base = dict(symbol="EURUSD", max_exposure=2.0, reward_clip=1e9, soft_penalty=0.0)
+    plain, dsr = Account(ctx, EnvConfig(**base)), Account(ctx, EnvConfig(**base, reward="dsr"))
+    ref = DifferentialSharpe(1.0 / 1440)
+    i = ctx.first_ready
+    for acct in (plain, dsr):
+        acct.bar(i)
+        acct.sim.submit_target(1.0)
+    n_checked = 0
+    for j in range(i + 1, i + 300):
+        plain.bar(j)
+        dsr.bar(j)
+        r_plain, _ = plain.reward(j)
+        r_dsr, _ = dsr.reward(j)
+        assert r_dsr == pytest.approx(ref.step(r_plain), rel=1e-9, abs=1e-12)
+        n_checked += r_plain != 0.0
+    assert n_checked > 200

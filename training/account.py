@@ -18,6 +18,7 @@ from features.context import MarketContext
 from risk.drawdown import DrawdownGuard
 from risk.validator import PreTradeValidator
 from training.env_config import EnvConfig
+from training.rewards import DifferentialSharpe
 
 
 class Account:
@@ -40,6 +41,7 @@ class Account:
         # unit of relative price move: the reward's scale, fixed by the market, not by the agent's own P&L
         self._full_size = cfg.max_exposure * cfg.cash
         self._vol_scale = 1.0 / math.sqrt(cfg.vol_minutes)
+        self.dsr = DifferentialSharpe(cfg.dsr_eta) if cfg.reward == "dsr" else None
         self.reset()
 
     def reset(self) -> None:
@@ -49,6 +51,8 @@ class Account:
         self.obs.reset()
         self.reward_parts = {"pnl": 0.0, "soft_penalty": 0.0, "breach_penalty": 0.0, "turnover_penalty": 0.0}
         self.traded_lots = 0.0
+        if self.dsr is not None:
+            self.dsr.reset()
 
     def bar(self, i: int) -> list:
         """Advance the account over bar ``i`` (pending orders fill at its open) and update the observations."""
@@ -73,7 +77,10 @@ class Account:
         if not vol > 0.0:
             raise ValueError(f"reward undefined at bar {i} ({self.ctx.index[i]}): H4 ATR is {self.atr[i]} "
                              "(constant prices?)")
-        r = base = max(-cfg.reward_clip, min(cfg.reward_clip, pnl / vol))
+        base = pnl / vol
+        if self.dsr is not None:  # EnvConfig.reward = "dsr": the differential Sharpe ratio of the normalised P&L
+            base = self.dsr.step(base)
+        r = base = max(-cfg.reward_clip, min(cfg.reward_clip, base))
         parts = self.reward_parts
         parts["pnl"] += base
         if cfg.turnover_penalty and self.traded_lots and self.obs.max_lots > 0:

@@ -69,8 +69,11 @@ class TrainArgs(RunPlan):
     """reward penalty per full-size position traded (on top of the real costs, which the P&L already holds)"""
     exec_minutes: int = 1
     """the M1 executor decides every EXEC_MINUTES minutes, on completed bars (1: every M1 bar; 5, 15: M5, M15)"""
+    reward: Literal["pnl_vol", "dsr"] = "pnl_vol"
+    """P&L part of the joint reward: pnl_vol (P&L over the market's volatility) or dsr (its differential Sharpe
+    ratio, training/rewards.py); the drawdown penalties are the same"""
 
     def env_config(self) -> EnvConfig:
         return EnvConfig(symbol=self.symbol, episode_bars=self.episode_bars, max_exposure=self.max_exposure,
                          action_mode=self.action_mode, min_hold_bars=self.min_hold_bars,
-                         turnover_penalty=self.turnover_penalty, exec_minutes=self.exec_minutes)
+                         turnover_penalty=self.turnover_penalty, exec_minutes=self.exec_minutes, reward=self.reward)

@@ -30,6 +30,10 @@ class EnvConfig:
     :param action_mode: the MTF-MARL action design (``risk.actions.joint_target_for``)
     :param min_hold_bars: timing mode: bars an entry is held before the executor may leave it
     :param turnover_penalty: reward penalty per full-size position traded, beyond the costs in the P&L
+    :param reward: the P&L part of the joint reward: ``pnl_vol`` (P&L over the market's volatility, design 2.D) or
+        ``dsr`` (the differential Sharpe ratio of that same normalised P&L: ``training.rewards``); the penalties are
+        the same for both
+    :param dsr_eta: the differential Sharpe ratio's EMA rate per bar
     :param exec_minutes: the M1 executor's cadence (``agents.mtf_marl.cadence``): 1, every M1 bar; 5 / 15, each
         completed M5 / M15 bar
     """
@@ -52,9 +56,13 @@ class EnvConfig:
     min_hold_bars: int = 0
     turnover_penalty: float = 0.0
     exec_minutes: int = 1
+    reward: str = "pnl_vol"
+    dsr_eta: float = 1.0 / 1440
 
     def __post_init__(self) -> None:
         check_exec_minutes(self.exec_minutes)
+        if self.reward not in ("pnl_vol", "dsr"):
+            raise ValueError(f"reward must be 'pnl_vol' or 'dsr', got {self.reward!r}")
 
     @classmethod
     def from_dict(cls, d: dict) -> EnvConfig:

@@ -76,6 +76,8 @@ class Args:
     exec_minutes: int = 1
     """MTF-MARL execution cadence (``agents.mtf_marl.cadence``): the executor decides on each completed M1 / M5 / M15
     bar"""
+    reward: Literal["pnl_vol", "dsr"] = "pnl_vol"
+    """P&L part of the reward: pnl_vol or dsr (differential Sharpe ratio, training/rewards.py)"""
     days: int = 0
     """> 0: every period (training, validation, test) ends DAYS days after it starts (tiny runs); 0: whole years"""
     other_symbols: tuple[str, ...] = ("GBPUSD", "USDJPY", "XAUUSD")
@@ -167,7 +169,7 @@ def main(args: Args) -> dict[str, Any]:
     folds = walk_forward_folds(years, args.first_test_year, list(args.test_years) or None)
     t0 = time.perf_counter()
     design = {"action_mode": args.action_mode, "min_hold_bars": args.min_hold_bars,
-              "turnover_penalty": args.turnover_penalty, "exec_minutes": args.exec_minutes}
+              "turnover_penalty": args.turnover_penalty, "exec_minutes": args.exec_minutes, "reward": args.reward}
     jobs = [(t, fold_plan(f, args), s, args.symbol, data, str(runs / f.name / f"{t}-s{s}"), design)
             for f in folds for t in args.trainers for s in args.seeds]
     run_ordered(train_run, jobs, args.workers, args.ray_address or None)
