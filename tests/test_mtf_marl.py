@@ -205,6 +205,9 @@ def test_a_slower_execution_cadence_acts_the_same_in_the_strategy_and_the_env(tr
     bars = np.array(sorted(env_equity))
     np.testing.assert_allclose(res.equity[bars], [env_equity[b] for b in bars], rtol=1e-9)
     assert len(res.fills) > 20
+    live = run_backtest(MtfMarl, m1, BacktestConfig(symbol="EURUSD", precompute_features=False,
+                                                    strategy_params={"checkpoint": ckpt}))  # the live path
+    assert live.fills == res.fills
 
 
 def _trend(days: int = 45, pips_per_min: float = 1.0) -> pd.DataFrame:
