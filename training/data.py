@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -12,6 +13,7 @@ from features.drift import feature_ranges
 from feeds.loaders import load_bars
 from feeds.macro import load_macro
 from feeds.paths import fx_data_dir
+from training.args import RunPlan
 
 MAX_GAP = pd.Timedelta(days=7)
 
@@ -45,3 +47,18 @@ def context_feature_ranges(contexts: list[MarketContext]) -> dict:
     context's warm-up."""
     return feature_ranges([c.m1_features[c.first_ready:] for c in contexts],
                           [c.h4_features[c.first_ready:] for c in contexts])
+
+
+class RunContexts(NamedTuple):
+    """What a training run reads: its training and validation contexts and the training data's feature ranges."""
+
+    train: list[MarketContext]
+    val: list[MarketContext]
+    ranges: dict
+
+
+def run_contexts(args: RunPlan, symbol: str, data: str = "") -> RunContexts:
+    """The contexts of a run's periods (``args``' train and validation dates), one helper for every trainer."""
+    train = period_contexts(symbol, args.train_start, args.train_end, data or None)
+    val = period_contexts(symbol, args.val_start, args.val_end, data or None)
+    return RunContexts(train, val, context_feature_ranges(train))  # ranges: drift monitoring in backtests and live

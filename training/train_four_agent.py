@@ -51,7 +51,7 @@ from feeds.macro import MacroTable, load_macro
 from feeds.paths import REPO_ROOT
 from risk.consensus import DEFAULT_CONSENSUS
 from training.args import TrainArgs
-from training.data import context_feature_ranges, period_contexts
+from training.data import run_contexts
 from training.evaluate import validation_score
 from training.four_agent_env import (
     STATE_DIM,
@@ -240,12 +240,9 @@ class Trainer:
         torch.manual_seed(args.seed)
         self.rng = np.random.default_rng(args.seed)
         self.cfg = args.env_config()
-        data = args.data or None
-        self.train_ctx = period_contexts(args.symbol, args.train_start, args.train_end, data)
-        self.val_ctx = period_contexts(args.symbol, args.val_start, args.val_end, data)
+        self.train_ctx, self.val_ctx, self.ranges = run_contexts(args, args.symbol, args.data)
         macro = MacroTable.from_frame(load_macro())
         self.train_mm = [context_matrices(c, macro) for c in self.train_ctx]
-        self.ranges = context_feature_ranges(self.train_ctx)  # drift monitoring in backtests and live
         self.val_mm = [context_matrices(c, macro) for c in self.val_ctx]
         self.nets, self.regime_source = build_networks(args)
         self.train_cache = [RegimeCache(self.nets, m, c.first_ready) for c, m in zip(self.train_ctx, self.train_mm,

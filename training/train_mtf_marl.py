@@ -32,7 +32,7 @@ from agents.mtf_marl.learner import MTFMARL, MTFMARLConfig
 from features.engine import DEFAULT_SPEC
 from feeds.paths import REPO_ROOT
 from training.args import TrainArgs
-from training.data import context_feature_ranges, period_contexts
+from training.data import run_contexts
 from training.evaluate import evaluate_hierarchical, validation_score
 from training.hier_env import HierarchicalForexEnv
 from training.manifest import run_manifest
@@ -82,9 +82,7 @@ class Trainer:
         torch.manual_seed(args.seed)
         self.rng = np.random.default_rng(args.seed)
         self.cfg = args.env_config()
-        self.train_ctx = period_contexts(args.symbol, args.train_start, args.train_end, args.data or None)
-        self.val_ctx = period_contexts(args.symbol, args.val_start, args.val_end, args.data or None)
-        self.ranges = context_feature_ranges(self.train_ctx)  # drift monitoring in backtests and live
+        self.train_ctx, self.val_ctx, self.ranges = run_contexts(args, args.symbol, args.data)
         self.envs = [HierarchicalForexEnv(c, self.cfg) for c in self.train_ctx]
         for k, env in enumerate(self.envs):
             env.np_random = np.random.default_rng([args.seed, k])

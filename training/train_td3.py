@@ -6,7 +6,7 @@ Same periods, data, env, broker, features, rewards and validation as ``training.
 are comparable; the agent sees the 24-value shared state and acts ``[position, exit_confidence]`` on every M1
 bar. SB3 is used as a library (env, ``policy_kwargs``, a callback), never subclassed.
 
-Training segments: ``period_contexts`` returns one context per contiguous stretch of data. They are wrapped
+Training segments: ``training.data.run_contexts`` returns one context per contiguous stretch of data. They are wrapped
 as ONE gymnasium env (``SegmentedForexEnv``) that picks a segment per episode, with probability proportional
 to its tradable length, from its own seeded generator; so SB3 sees a single env and its step count is the
 number of M1 bars trained on (a ``DummyVecEnv`` of one env per segment would step every segment at once).
@@ -43,7 +43,7 @@ from agents.common.observations import STATE_DIM
 from features.context import MarketContext
 from feeds.paths import REPO_ROOT
 from training.args import TrainArgs
-from training.data import context_feature_ranges, period_contexts
+from training.data import run_contexts
 from training.env import ForexEnv
 from training.env_config import EnvConfig
 from training.evaluate import evaluate_single, validation_score
@@ -150,8 +150,7 @@ def main(args: Args) -> dict:
     out = Path(args.out) if args.out else REPO_ROOT / "runs" / f"train-{ALGORITHM}-{stamp}"
     out.mkdir(parents=True, exist_ok=True)
     cfg = args.env_config()
-    train_ctx = period_contexts(args.symbol, args.train_start, args.train_end, args.data or None)
-    val_ctx = period_contexts(args.symbol, args.val_start, args.val_end, args.data or None)
+    train_ctx, val_ctx, ranges = run_contexts(args, args.symbol, args.data)
     env = SegmentedForexEnv(train_ctx, cfg)
     # TD3(seed=...) seeds Python, NumPy (the action noise draws from it), torch, the action space, and the
     # env's first reset (then SegmentedForexEnv seeds every segment from it)
@@ -160,7 +159,6 @@ def main(args: Args) -> dict:
                 gradient_steps=1, action_noise=NormalActionNoise(np.zeros(2), np.full(2, args.action_noise)),
                 policy_kwargs={"net_arch": list(args.net_arch)}, seed=args.seed, device="cpu",
                 tensorboard_log=str(out / "tb") if args.tensorboard else None)
-    ranges = context_feature_ranges(train_ctx)
     callback = Validation(args, val_ctx, out, ranges)
     t0 = time.perf_counter()
     # CRUCIAL: ForexEnv reports the end of an episode window as ``truncated``; SB3's replay buffer keeps
