@@ -155,7 +155,7 @@ def _env_targets(ckpt: Path, ctx) -> tuple[list, dict[int, float]]:
 
 
 def test_strategy_and_env_take_the_same_actions(trained: Path, fx_dir, macro_dir) -> None:
-    m1 = load_bars(fx_dir, symbol="EURUSD", start="2024-01-01", end="2024-02-20")
+    m1 = load_bars(fx_dir, symbol="EURUSD", start="2024-01-01", end="2024-02-13")
     ctx = build_context(m1, load_macro(macro_dir))
     env_targets, env_equity = _env_targets(trained / "best", ctx)
     res = run_backtest(MtfMarl, m1, BacktestConfig(symbol="EURUSD", strategy_params={"checkpoint": trained / "best"}))

@@ -80,7 +80,7 @@ def _checkpoint(path: Path, ctx, max_exposure: float = 5.0) -> TD3:
 
 
 def test_strategy_and_env_take_the_same_actions(tmp_path: Path, fx_dir, macro_dir) -> None:
-    m1 = load_bars(fx_dir, symbol="EURUSD", start="2024-01-01", end="2024-02-20")
+    m1 = load_bars(fx_dir, symbol="EURUSD", start="2024-01-01", end="2024-02-13")
     ctx = build_context(m1, load_macro(macro_dir))
     model = _checkpoint(tmp_path / "ck", ctx)
     actor, man = load_actor(tmp_path / "ck")
