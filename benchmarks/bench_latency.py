@@ -174,16 +174,14 @@ def bench_decisions(ctx, cfg, actors, repeat: int, label: str, every_bar: bool =
 
 def random_buffer(n: int, rng: np.random.Generator) -> JointReplayBuffer:
     buf = JointReplayBuffer(n, STATE_DIM, H4_OBS_DIM, M1_OBS_DIM)
-    f = np.float32
-    for name in ("s", "s2", "o_h4", "o_h4_2", "o_m1", "o_m1_2"):
-        arr = getattr(buf, name)
-        arr[:] = rng.normal(0.0, 1.0, arr.shape).astype(f)
-    buf.a_h4[:] = rng.uniform(-1, 1, buf.a_h4.shape).astype(f)
-    buf.a_m1[:] = rng.uniform(-1, 1, buf.a_m1.shape).astype(f)
-    buf.r[:] = rng.normal(0.0, 1.0, buf.r.shape).astype(f)
-    buf.done[:] = (rng.random(buf.done.shape) < 1e-3).astype(f)
-    buf.h4_due_2[:] = (rng.random(buf.h4_due_2.shape) < 1 / 240).astype(f)
-    buf.steps[:] = buf.m1_due_2[:] = 1.0
+    f, col = np.float32, buf.fields
+    for name in ("s", "s2", "o_h4", "o_h4_2", "o_m1", "o_m1_2", "r"):
+        col[name][:] = rng.normal(0.0, 1.0, col[name].shape).astype(f)
+    for name in ("a_h4", "a_m1"):
+        col[name][:] = rng.uniform(-1, 1, col[name].shape).astype(f)
+    col["done"][:] = (rng.random(col["done"].shape) < 1e-3).astype(f)
+    col["h4_due_2"][:] = (rng.random(col["h4_due_2"].shape) < 1 / 240).astype(f)
+    col["steps"][:] = col["m1_due_2"][:] = 1.0
     buf.pos, buf.size = 0, n
     return buf
 

@@ -59,10 +59,11 @@ def test_buffer_balanced_sampling_covers_h4_bins() -> None:
                 z(M1_OBS_DIM), False, False)
     rng = np.random.default_rng(0)
     copy = pickle.loads(pickle.dumps(buf))  # the field views must point into the copy's own array
-    copy.a_h4[0] = 9.0
-    assert copy.data[0, STATE_DIM + H4_OBS_DIM + M1_OBS_DIM] == 9.0 and buf.a_h4[0, 0] != 9.0
-    plain = buf.a_h4[buf.sample_indices(2000, rng)][:, 0]
-    balanced = buf.a_h4[buf.sample_indices(2000, rng, balanced_h4=True)][:, 0]
+    copy.fields["a_h4"][0] = 9.0
+    a_h4 = buf.fields["a_h4"]
+    assert copy.data[0, STATE_DIM + H4_OBS_DIM + M1_OBS_DIM] == 9.0 and a_h4[0, 0] != 9.0
+    plain = a_h4[buf.sample_indices(2000, rng)][:, 0]
+    balanced = a_h4[buf.sample_indices(2000, rng, balanced_h4=True)][:, 0]
     assert (plain > 0).mean() < 0.05 and 0.4 < (balanced > 0).mean() < 0.6
 
 

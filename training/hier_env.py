@@ -82,10 +82,11 @@ class HierarchicalForexEnv:
         """True when the director acts on this step: the first step, or a new H4 bar completed at this bar."""
         return director_due(self._h4_pos, self.i, self._h4_action is None)
 
-    def m1_decision_due(self) -> bool:
-        """True when the executor acts on this step (every step at ``exec_minutes`` = 1)."""
-        return executor_due(self.acct.minutes, self.i, self.cfg.exec_minutes, not self._m1_acted,
-                            self.h4_decision_due())
+    def m1_decision_due(self, director_decides: bool | None = None) -> bool:
+        """True when the executor acts on this step (every step at ``exec_minutes`` = 1); ``director_decides``:
+        whether the director acts on it (default: ``h4_decision_due()``)."""
+        director = self.h4_decision_due() if director_decides is None else director_decides
+        return executor_due(self.acct.minutes, self.i, self.cfg.exec_minutes, not self._m1_acted, director)
 
     def step(self, h4_action, m1_action):
         acct, sim = self.acct, self.acct.sim
@@ -94,7 +95,7 @@ class HierarchicalForexEnv:
             self._h4_action = (float(h4_action[0]), float(h4_action[1]))
             self.bias, self.limit = director_decision(self._h4_action)
         cfg = self.cfg
-        m1_decision = self.m1_decision_due()
+        m1_decision = self.m1_decision_due(decision)  # the director's decision, taken before its action was adopted
         if m1_decision:
             self._m1_acted = True
             jt = joint_target_for(cfg.action_mode, self._h4_action, (float(m1_action[0]), float(m1_action[1])),

@@ -46,7 +46,7 @@ FIELDS = tuple(f.name for f in fields(Batch))
 
 
 class JointReplayBuffer(RingBuffer):
-    """Ring buffer of joint transitions; ``buf.<field>`` is the field's column block (a view, ``Batch`` names).
+    """Ring buffer of joint transitions; ``buf.fields[name]`` is a field's column block (a view, ``Batch`` names).
 
     :param capacity: transitions kept
     :param state_dim: shared-state size (critic input)
@@ -61,12 +61,6 @@ class JointReplayBuffer(RingBuffer):
                       s2=state_dim, o_h4_2=h4_obs_dim, o_m1_2=m1_obs_dim, done=1, h4_due_2=1, steps=1, m1_due_2=1)
         super().__init__(capacity, {f: widths[f] for f in FIELDS})
         self.bins = np.zeros(capacity, np.int8)
-
-    def __getattr__(self, name: str) -> np.ndarray:  # only called for names not found normally: the fields
-        fields_ = self.__dict__.get("fields")
-        if fields_ is not None and name in fields_:
-            return fields_[name]
-        raise AttributeError(name)
 
     def add(self, s, o_h4, o_m1, a_h4, a_m1, r: float, s2, o_h4_2, o_m1_2, done: bool, h4_due_2: bool,
             steps: int = 1, *, m1_due_2: bool = True) -> None:
