@@ -164,39 +164,37 @@ def test_runner_sums_each_macro_action_and_bootstraps_at_the_cut(synthetic: Path
                 if j + 1 < len(rows):  # the next decision's state is this one's next state
                     np.testing.assert_array_equal(d["next_state"][rows[j]], d["state"][rows[j + 1]])
     assert len(ro.risk["reward"]) > 0 and ro.steps == 800
-    _check_links_and_message_gradient(nets, ro)
+    _check_hub_replay_and_gradients(nets, ro)
 
 
-def _check_links_and_message_gradient(nets, ro) -> None:
-    """Each Tactical sample's ``structure_link`` is the Structure decision whose message it read (recomputed from that
-    decision's stored observation: the same message), and the MAPPO update trains Structure's message head through
-    the Tactical loss exactly when links exist."""
-    from agents.four_agent.hub import HubView
+def _check_hub_replay_and_gradients(nets, ro) -> None:
+    """The update's hub, rebuilt from the publication log, is the one each Structure and Tactical sample read (at
+    unchanged weights: messages and memory), and one MAPPO update trains the memory cell and the Structure,
+    Tactical and Risk message heads through it, while the Risk network's body stays the DQN's."""
+    from agents.four_agent.dqn import RiskDQN
     from agents.four_agent.mappo import MAPPO, MAPPOConfig
-    from agents.four_agent.networks import StructureObs
     from training.train_four_agent import agent_batches
 
-    s, t = ro.agents["structure"], ro.agents["tactical"]
-    link = t["structure_link"]
-    assert (link >= 0).sum() > 10 and (t["slot"][link >= 0] == s["slot"][link[link >= 0]]).all()
-    sobs = StructureObs(torch.from_numpy(s["matrix"].astype(np.float32)), torch.from_numpy(s["mask"].astype(bool)),
-                        HubView(torch.from_numpy(s["messages"].astype(np.float32)),
-                                torch.from_numpy(s["visible"].astype(bool)),
-                                torch.from_numpy(s["memory"].astype(np.float32))))
+    learner = MAPPO(nets, ro.agents["structure"]["state"].shape[1], MAPPOConfig(epochs=1))
+    batches, hub, _ = agent_batches(ro, learner, 0.95)
+    assert {p.agent for p in hub.log} == {"regime", "structure", "tactical", "risk"}
     with torch.no_grad():
-        msg = nets.structure(sobs).message.numpy()
-    np.testing.assert_allclose(t["messages"][link >= 0, 1], msg[link[link >= 0]], atol=1e-5)
-    head = nets.structure.message.weight
-    for linked in (False, True):
-        learner = MAPPO(nets, s["state"].shape[1], MAPPOConfig(epochs=1))
-        batches, _ = agent_batches(ro, learner, 0.95)
-        if not linked:
-            batches["tactical"] = replace(batches["tactical"], structure_link=torch.full((len(t["reward"]),), -1))
-        before, policy = head.detach().clone(), nets.structure.actor.weight.detach().clone()
-        learner.update(batches)
-        moved = not torch.equal(head.detach(), before)
-        assert moved == linked  # its own PPO loss does not involve its message: only a reader's loss trains it
-        assert not torch.equal(nets.structure.actor.weight.detach(), policy)  # the update ran either way
+        _, views = learner.hub_views(batches, hub)
+    for a, b in batches.items():
+        stored = b.obs.hub
+        assert stored.memory.abs().sum() > 0 and stored.visible.any()
+        torch.testing.assert_close(views[a].messages, stored.messages, atol=2e-5, rtol=0)
+        torch.testing.assert_close(views[a].memory, stored.memory, atol=2e-5, rtol=0)
+    trained = {"memory cell": nets.hub.cell.weight_ih, "structure message": nets.structure.message.weight,
+               "tactical message": nets.tactical.message.weight, "risk message": nets.risk.message.weight}
+    before = {k: v.detach().clone() for k, v in trained.items()}
+    body = nets.risk.body[0].weight.detach().clone()
+    learner.update(batches, hub)
+    for name, w in trained.items():
+        assert not torch.equal(w.detach(), before[name]), f"the {name} got no update"
+    assert torch.equal(nets.risk.body[0].weight.detach(), body)  # the DQN's
+    dqn = RiskDQN(nets.risk, nets.config)
+    assert all(p is not nets.risk.message.weight for p in dqn.params)
 
 
 def test_a_fresh_structure_agent_opens_the_consensus_gate() -> None:

@@ -42,8 +42,14 @@ from agents.four_agent.acting import ALLOW, Controller
 from agents.four_agent.config import RISK_ACTIONS, TACTICAL_ACTIONS, FourAgentConfig, preset
 from agents.four_agent.dqn import DQNConfig, RiskDQN
 from agents.four_agent.hub import HubView
-from agents.four_agent.mappo import MAPPO, AgentBatch, MAPPOConfig, critic_input
-from agents.four_agent.networks import FourAgentNetworks, StructureObs, TacticalObs, load_regime_network
+from agents.four_agent.mappo import MAPPO, AgentBatch, HubBatch, MAPPOConfig, critic_input
+from agents.four_agent.networks import (
+    FourAgentNetworks,
+    RiskObs,
+    StructureObs,
+    TacticalObs,
+    load_regime_network,
+)
 from agents.four_agent.runner import PPO_AGENTS, Rollout, Runner
 from features.engine import DEFAULT_SPEC
 from features.matrices import DEFAULT_MATRIX_SPEC
@@ -188,48 +194,51 @@ def build_networks(args: Args) -> tuple[FourAgentNetworks, dict]:
     return nets.eval(), source
 
 
-def agent_batches(ro: Rollout, learner: MAPPO, lam: float) -> tuple[dict[str, AgentBatch], dict[str, float]]:
-    """GAE over each agent's macro-actions (time order within each env slot) and the tensors of the update."""
+def agent_batches(ro: Rollout, learner: MAPPO, lam: float) -> tuple[dict[str, AgentBatch], HubBatch,
+                                                                     dict[str, float]]:
+    """GAE over each agent's macro-actions (time order within each env slot), the tensors of the update and the
+    rollout's hub log in that order."""
     out, stats = {}, {}
-    sorted_row = None  # Structure rows: collection order -> update order (the Tactical samples' links)
+    update_row: dict[str, np.ndarray] = {}  # per agent: collection order -> update order (the hub log's rows)
     for agent in PPO_AGENTS:
         d = ro.agents[agent]
         if not len(d["reward"]):
             continue
         order = np.argsort(d["slot"], kind="stable")  # each slot's decisions in time order, slots end to end
         d = {k: v[order] for k, v in d.items()}
-        if agent == "structure":
-            sorted_row = np.empty(len(order), np.int64)
-            sorted_row[order] = np.arange(len(order))
+        update_row[agent] = np.empty(len(order), np.int64)
+        update_row[agent][order] = np.arange(len(order))
         ci = critic_input(d["state"], agent)
         values = learner.values(ci)
         next_values = learner.values(critic_input(d["next_state"], agent))
         adv, ret = gae(d["reward"], values, next_values, d["discount"], d["terminated"], d["last"], lam)
-        hub = HubView(torch.from_numpy(d["messages"].astype(np.float32)), torch.from_numpy(d["visible"].astype(bool)),
-                      torch.from_numpy(d["memory"].astype(np.float32)))
+        hub = _hub_view(d)
         matrix = torch.from_numpy(d["matrix"].astype(np.float32))
         mask = torch.from_numpy(d["mask"].astype(bool))
         if agent == "structure":
             obs = StructureObs(matrix, mask, hub)
             actions = torch.from_numpy(d["action"].astype(np.float32))
-            link = None
         else:
             obs = TacticalObs(matrix, mask, hub, torch.from_numpy(d["action_mask"].astype(bool)))
             actions = torch.from_numpy(d["action"].astype(np.int64))
-            raw = d["structure_link"].astype(np.int64)
-            if sorted_row is None:  # no Structure decision in this rollout: every message read is from before it
-                raw = np.full_like(raw, -1)
-            else:
-                raw = np.where(raw >= 0, sorted_row[np.maximum(raw, 0)], -1)
-            link = torch.from_numpy(raw)
         f32 = np.float32
         out[agent] = AgentBatch(obs, actions, torch.from_numpy(d["log_prob"].astype(f32)),
                                 torch.from_numpy(adv.astype(f32)), torch.from_numpy(ret.astype(f32)),
-                                torch.from_numpy(values.astype(f32)), torch.from_numpy(ci), link)
+                                torch.from_numpy(values.astype(f32)), torch.from_numpy(ci))
         stats |= {f"{agent}/decisions": float(len(adv)), f"{agent}/macro_steps": float(np.mean(
             np.log(np.maximum(d["discount"], 1e-300)) / np.log(learner.cfg.gamma))),
             f"{agent}/return_mean": float(ret.mean()), f"{agent}/value_mean": float(values.mean())}
-    return out, stats
+    log = [p._replace(src=update_row[p.agent][p.src]) if p.agent in update_row else p for p in ro.hub_log]
+    r = ro.risk
+    risk_obs = RiskObs(torch.from_numpy(r["proposal"].astype(np.float32)),
+                       torch.from_numpy(r["account"].astype(np.float32)), _hub_view(r))
+    hub = HubBatch(log, ro.n_envs, torch.from_numpy(ro.regime_messages), risk_obs)
+    return out, hub, stats
+
+
+def _hub_view(d: dict[str, np.ndarray]) -> HubView:
+    return HubView(torch.from_numpy(d["messages"].astype(np.float32)), torch.from_numpy(d["visible"].astype(bool)),
+                   torch.from_numpy(d["memory"].astype(np.float32)))
 
 
 class Trainer:
@@ -359,9 +368,9 @@ def main(args: Args) -> dict:
         bar.update(ro.steps)
         # --- learn: MAPPO on the macro-actions, then the DQN from the same rollout's Risk transitions
         tm = time.perf_counter()
-        batches, gstats = agent_batches(ro, tr.mappo, a.gae_lambda)
+        batches, hub, gstats = agent_batches(ro, tr.mappo, a.gae_lambda)
         samples += sum(len(b) for b in batches.values())
-        stats = tr.mappo.update(batches, tr.rng)
+        stats = tr.mappo.update(batches, hub, tr.rng)
         timing["mappo_s"] += time.perf_counter() - tm
         td = time.perf_counter()
         dstats = tr.dqn.learn(tr.dqn.add(ro.risk), tr.rng)

@@ -197,6 +197,7 @@ class Acted(NamedTuple):
     action: np.ndarray  # (b, 3) structure, (b,) tactical / risk, (b, 4) regime class probabilities
     log_prob: np.ndarray | None  # (b,) under the sampling policy; None when not sampled
     read: HubRead | None  # the hub view it acted on (None for Regime: it reads nothing)
+    message: np.ndarray | None = None  # (b, M) Regime's published message when exploring (rollouts log it)
 
 
 class _RegimeFwd(nn.Module):
@@ -347,13 +348,14 @@ class Controller:
             out = self.nets.regime(*RegimeObs(_t(matrix), _t(mask)))
             probs, message = out.probs, out.message
         self.publish("regime", rows, message)
-        return Acted(probs.numpy().astype(np.float64), None, None)
+        return Acted(probs.numpy().astype(np.float64), None, None,
+                     message.numpy().copy() if self.explore else None)
 
     @torch.inference_mode()
     def regime_cached(self, rows: np.ndarray, probs: np.ndarray, message: np.ndarray) -> Acted:
         """The same, from outputs computed beforehand (the frozen network reads nothing else: ``RegimeCache``)."""
         self.publish("regime", rows, _t(message))
-        return Acted(probs, None, None)
+        return Acted(probs, None, None, np.array(message, np.float32) if self.explore else None)
 
     @torch.inference_mode()
     def structure(self, rows: np.ndarray, matrix: np.ndarray, mask: np.ndarray) -> Acted:

@@ -13,7 +13,8 @@ rollouts. Acting greedily, the agent keeps ``allow`` unless another action's Q e
 (about one round trip's cost in reward units; ``acting.risk_greedy`` says why). Exploration (the runner's):
 epsilon-greedy, epsilon linear from ``eps_start`` to ``eps_end``; before
 ``learning_starts`` transitions the greedy action is replaced by ``allow`` (the rule without a risk agent), so the
-first Q-values are learned from the consensus's own decisions rather than from an untrained network's.
+first Q-values are learned from the consensus's own decisions rather than from an untrained network's. The
+network's message head is not the DQN's to train (its loss does not reach it): MAPPO trains it through the hub.
 """
 
 from __future__ import annotations
@@ -93,7 +94,9 @@ class RiskDQN:
         self.target = copy.deepcopy(net).eval()
         for p in self.target.parameters():
             p.requires_grad_(False)
-        self.opt = torch.optim.Adam(net.parameters(), lr=self.cfg.lr)
+        # the Q-network's parameters; the message head is MAPPO's (trained through the hub: ``mappo.MAPPO``)
+        self.params = [p for name, p in net.named_parameters() if not name.startswith("message.")]
+        self.opt = torch.optim.Adam(self.params, lr=self.cfg.lr)
         self.buffer = RingBuffer(self.cfg.buffer_size, replay_widths(cfg))
         self.updates = 0
         self.seen = 0  # transitions ever added
@@ -133,7 +136,7 @@ class RiskDQN:
         loss = F.smooth_l1_loss(q, y)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
-        nn.utils.clip_grad_norm_(self.q.parameters(), self.cfg.max_grad_norm)
+        nn.utils.clip_grad_norm_(self.params, self.cfg.max_grad_norm)
         self.opt.step()
         self.updates += 1
         if self.updates % self.cfg.target_every == 0:

@@ -25,16 +25,18 @@ Update order at each M1 bar (``acting_agents`` lists who acts):
 
 Between decisions an agent's last message and action hold (the Tactical action counts as ``hold`` between its
 decisions: an entry is an event, not a state). In rollouts the hub state is stored with each agent's observation
-(detached). What learns to communicate (``agents.four_agent.mappo``): Structure's message head, through the Tactical
-loss (the message a Tactical sample read is recomputed from the Structure decision that published it). Not yet
-trained: the memory cell's parameters and the Tactical and Risk message heads (read only by Risk, a DQN on stored
-observations), so those carry what their initial weights make of each agent's features.
+(detached), and the runner logs every publication (``Publication``: who, in which env rows, which sample). The
+hub state is a function of that log and the messages alone, so ``CommHub.replay`` rebuilds, with a graph, what each
+publisher read just before it published: the MAPPO update trains the memory cell and the Structure, Tactical and
+Risk message heads through the Structure and Tactical losses (truncated backpropagation through the hub:
+``agents.four_agent.mappo``).
 """
 
 from __future__ import annotations
 
 from typing import NamedTuple
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -61,6 +63,24 @@ class HubView(NamedTuple):
     messages: torch.Tensor  # (B, 4, M)
     visible: torch.Tensor  # (B, 4) bool
     memory: torch.Tensor  # (B, S)
+
+
+class Publication(NamedTuple):
+    """One entry of a rollout's publication log: ``agent`` published in env ``rows`` (B,), the messages being rows
+    ``src`` of that agent's message tensor (its samples, in the order the update holds them). ``agent`` None: a
+    fresh hub in ``rows`` (an episode restarted)."""
+
+    agent: str | None
+    rows: np.ndarray
+    src: np.ndarray
+
+
+class Replayed(NamedTuple):
+    """What the publishers read, per agent: ``messages`` (n, 4, M, unmasked) and ``memory`` (n, S), one row per
+    sample (``src`` order); mask the messages with the stored visibility to get the view."""
+
+    messages: dict[str, torch.Tensor]
+    memory: dict[str, torch.Tensor]
 
 
 def _slot(agent: str) -> int:
@@ -132,3 +152,41 @@ class CommHub(nn.Module):
         """What ``agent`` may read: the visible slots' messages (others zeroed) and the shared memory."""
         visible = state.present & self.allowed[_slot(agent)][None, :]
         return HubView(state.messages * visible[..., None], visible, state.memory)
+
+    def replay(self, log: list[Publication], messages: dict[str, torch.Tensor], n_envs: int,
+               readers: tuple[str, ...]) -> Replayed:
+        """The hub state each of ``readers``' samples read, rebuilt from a rollout's publication log with a graph
+        through ``messages`` (agent -> (n_agent, M)) and the memory cell. Every env starts from
+        ``initial_state`` (a rollout starts with every env reset). At unchanged weights it is the stored read."""
+        M, S = self.message_dim, self.memory_dim
+        proto = next(iter(messages.values()))
+        msgs = proto.new_zeros(n_envs, len(AGENTS), M)
+        mem = proto.new_zeros(n_envs, S)
+        got: dict[str, list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]] = {a: [] for a in readers}
+        for pub in log:
+            rows = torch.as_tensor(pub.rows, dtype=torch.long)
+            if pub.agent is None:
+                msgs = msgs.index_put((rows,), msgs.new_zeros(len(rows), len(AGENTS), M))
+                mem = mem.index_put((rows,), mem.new_zeros(len(rows), S))
+                continue
+            src = torch.as_tensor(pub.src, dtype=torch.long)
+            if pub.agent in got:
+                got[pub.agent].append((src, msgs[rows], mem[rows]))
+            k = _slot(pub.agent)
+            message = messages[pub.agent][src]
+            who = mem.new_zeros(len(rows), len(AGENTS))
+            who[:, k] = 1.0
+            msgs = msgs.index_put((rows, torch.full_like(rows, k)), message)
+            mem = mem.index_put((rows,), self.cell(torch.cat([message, who], dim=1), mem[rows]))
+        out_m, out_s = {}, {}
+        for a in readers:
+            n = len(messages[a])
+            parts = got[a]
+            idx = torch.cat([p[0] for p in parts]) if parts else torch.zeros(0, dtype=torch.long)
+            if len(idx) != n or (n and not torch.equal(torch.sort(idx).values, torch.arange(n))):
+                raise ValueError(f"the publication log holds {len(idx)} {a} publications for {n} samples")
+            out_m[a] = msgs.new_zeros(n, len(AGENTS), M).index_copy(0, idx, torch.cat([p[1] for p in parts])) \
+                if n else msgs.new_zeros(0, len(AGENTS), M)
+            out_s[a] = mem.new_zeros(n, S).index_copy(0, idx, torch.cat([p[2] for p in parts])) \
+                if n else mem.new_zeros(0, S)
+        return Replayed(out_m, out_s)

@@ -19,13 +19,18 @@ on-policy MAPPO code; where we differ, it says so.
   asynchronous macro-action form of Xiao, Tan and Amato (2022) with MAPPO's critic; unlike their Mac-IAICC the
   critic is one network over the global state at the deciding agent's decision bars (not per agent).
 * **Regime**: frozen (the pretrained supervised network): its class is an input to the others, not a policy here.
-* **Messages** (differentiable communication, as DIAL, Foerster et al. 2016): the Structure message a Tactical sample
-  read is recomputed in the update from the Structure decision that published it (``AgentBatch.structure_link``,
-  recorded by the runner), so the Tactical loss trains Structure's message head (and the Structure encoder under
-  it); at the first epoch the recomputed message is the stored one. Messages published before the rollout, the
-  Regime message (a frozen network) and the hub's memory are read as stored (detached): the memory cell's
-  parameters and the Tactical and Risk message heads (read by Risk, a DQN learning from stored observations) get no
-  gradient yet.
+* **Messages and memory** (differentiable communication, as DIAL, Foerster et al. 2016, with truncated
+  backpropagation through the hub): the update rebuilds the hub from the rollout's publication log
+  (``HubBatch``, ``CommHub.replay``). The messages are recomputed with their graph, each from its sender's stored
+  observation (Structure's and Tactical's from their own samples, Risk's through its message head only, Regime's
+  as stored: a frozen network), the memory cell re-runs over them in order, and each Structure and Tactical sample
+  acts in the loss on the hub so rebuilt (its own encoder's output computed once, read twice: the stored view for
+  the message it published, the rebuilt view for its policy). So the Structure and Tactical losses train the
+  memory cell, the three learned message heads and the encoders under them; the truncation is that a sender's
+  message is computed from the hub it read as stored (no gradient from a message back through what its sender
+  read). At unchanged weights the rebuilt hub is the stored one (``tests/test_four_agent_training.py``). The memory
+  cell and Risk's message head have their own optimiser (``hub_opt``); the DQN owns the rest of the Risk network,
+  which these losses do not reach. Risk's own loss (a DQN on stored observations) trains none of the messages.
 
 ``update(batch)`` only learns; acting is ``agents.four_agent.acting.Controller`` with the same networks' ``step``.
 """
@@ -39,9 +44,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from agents.four_agent.config import AGENTS
-from agents.four_agent.hub import HubView
-from agents.four_agent.networks import FourAgentNetworks, StructureObs, TacticalObs
+from agents.four_agent.hub import HubView, Publication
+from agents.four_agent.networks import FourAgentNetworks, RiskObs, StructureObs, TacticalObs
 from agents.four_agent.runner import PPO_AGENTS
 
 
@@ -160,7 +164,6 @@ class AgentBatch:
     returns: torch.Tensor  # de-normalised lambda-returns
     old_values: torch.Tensor  # de-normalised values at collection
     critic_in: torch.Tensor
-    structure_link: torch.Tensor | None = None  # Tactical: row of the Structure batch whose message it read, or -1
 
     def __len__(self) -> int:
         return len(self.actions)
@@ -170,25 +173,20 @@ class AgentBatch:
         hub = HubView(o.hub.messages[idx], o.hub.visible[idx], o.hub.memory[idx])
         obs = (StructureObs(o.matrix[idx], o.mask[idx], hub) if isinstance(o, StructureObs)
                else TacticalObs(o.matrix[idx], o.mask[idx], hub, o.action_mask[idx]))
-        link = None if self.structure_link is None else self.structure_link[idx]
         return AgentBatch(obs, self.actions[idx], self.old_log_probs[idx], self.advantages[idx], self.returns[idx],
-                          self.old_values[idx], self.critic_in[idx], link)
+                          self.old_values[idx], self.critic_in[idx])
 
 
-_STRUCTURE_SLOT = AGENTS.index("structure")
+@dataclass(frozen=True)
+class HubBatch:
+    """What the update needs to rebuild a rollout's hub: the publication log (``src`` rows in the ``AgentBatch``
+    order for Structure and Tactical, in ``regime_messages`` for Regime, in ``risk_obs`` for Risk), the number of env
+    rows, the Regime messages as published and the Risk agent's observations."""
 
-
-def with_structure_messages(obs: TacticalObs, link: torch.Tensor | None, messages: torch.Tensor | None) -> TacticalObs:
-    """Tactical observations whose Structure message is recomputed (``messages``: the Structure batch's, with their
-    graph) where ``link`` >= 0, so that the Tactical loss reaches Structure's message head; elsewhere as stored."""
-    if link is None or messages is None or not bool((link >= 0).any()):
-        return obs
-    have = link >= 0
-    fresh = messages[link.clamp(min=0)]
-    slot = torch.where(have[:, None], fresh, obs.hub.messages[:, _STRUCTURE_SLOT])
-    msgs = torch.cat([obs.hub.messages[:, :_STRUCTURE_SLOT], slot[:, None],
-                      obs.hub.messages[:, _STRUCTURE_SLOT + 1:]], dim=1)
-    return TacticalObs(obs.matrix, obs.mask, HubView(msgs, obs.hub.visible, obs.hub.memory), obs.action_mask)
+    log: list[Publication]
+    n_envs: int
+    regime_messages: torch.Tensor  # (n, M)
+    risk_obs: RiskObs  # (n_risk, ...)
 
 
 class MAPPO:
@@ -208,6 +206,8 @@ class MAPPO:
         self.opt = {a: torch.optim.Adam(m.parameters(), lr=self.cfg.actor_lr, eps=1e-5)
                     for a, m in self.actors.items()}
         self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=self.cfg.critic_lr, eps=1e-5)
+        self.hub_params = [*nets.hub.parameters(), *nets.risk.message.parameters()]
+        self.hub_opt = torch.optim.Adam(self.hub_params, lr=self.cfg.actor_lr, eps=1e-5)
         self.updates = 0
 
     @torch.no_grad()
@@ -232,9 +232,26 @@ class MAPPO:
         hi = F.huber_loss(clipped, target, reduction="none", delta=c.huber_delta)
         return torch.max(lo, hi).mean()
 
-    def update(self, batches: dict[str, AgentBatch], rng: np.random.Generator | None = None) -> dict[str, float]:
-        """``epochs`` passes of clipped PPO for each agent and of the critic over ``batches`` (agent -> samples);
-        ``rng`` shuffles mini-batches when ``minibatches`` > 1."""
+    def hub_views(self, batches: dict[str, AgentBatch], hub: HubBatch) -> tuple[dict[str, torch.Tensor],
+                                                                               dict[str, HubView]]:
+        """Each actor's encodings of its samples and the hub views rebuilt with a graph (module docstring)."""
+        M = self.nets.hub.message_dim
+        enc = {a: self.actors[a].encode(b.obs) for a, b in batches.items()}
+        msgs = {a: self.actors[a](b.obs, enc[a]).message for a, b in batches.items()}
+        for a in PPO_AGENTS:
+            msgs.setdefault(a, torch.zeros(0, M))
+        msgs["regime"] = hub.regime_messages
+        msgs["risk"] = self.nets.risk.message_only(hub.risk_obs) if len(hub.risk_obs.proposal) else torch.zeros(0, M)
+        read = self.nets.hub.replay(hub.log, msgs, hub.n_envs, tuple(batches))
+        views = {a: HubView(read.messages[a] * b.obs.hub.visible[..., None], b.obs.hub.visible, read.memory[a])
+                 for a, b in batches.items()}
+        return enc, views
+
+    def update(self, batches: dict[str, AgentBatch], hub: HubBatch,
+               rng: np.random.Generator | None = None) -> dict[str, float]:
+        """``epochs`` passes of clipped PPO for each agent and of the critic over ``batches`` (agent -> samples),
+        on the hub rebuilt from ``hub``; ``rng`` shuffles mini-batches when ``minibatches`` > 1 (each mini-batch
+        rebuilds the whole hub: the log runs through every sample)."""
         c = self.cfg
         batches = {a: b for a, b in batches.items() if len(b)}
         if not batches:
@@ -258,19 +275,15 @@ class MAPPO:
             for k in range(c.minibatches):
                 critic_loss = torch.zeros(())
                 losses = {}
-                s_msg = None  # the Structure batch's messages, recomputed with their graph
+                enc, views = self.hub_views(batches, hub)
                 for a in (a for a in PPO_AGENTS if a in batches):
                     b, idx = batches[a], parts[a][k]
                     if not len(idx):
                         continue
                     mb = b.rows(idx)
-                    if a == "structure":
-                        step, out = self.actors[a].step(mb.obs, mb.actions)
-                        # one pass, the whole batch: these rows are the batch; else one more forward for all rows
-                        s_msg = out.message if c.minibatches == 1 else self.actors[a](b.obs).message
-                    else:
-                        obs = with_structure_messages(mb.obs, mb.structure_link, s_msg)
-                        step = self.actors[a].get_action_and_value(obs, mb.actions)
+                    v = views[a]
+                    obs = mb.obs._replace(hub=HubView(v.messages[idx], v.visible[idx], v.memory[idx]))
+                    step, _ = self.actors[a].step(obs, mb.actions, encoded=enc[a][idx])
                     log_ratio = step.log_prob - mb.old_log_probs
                     ratio = log_ratio.exp()
                     ad = adv[a][idx]
@@ -284,12 +297,15 @@ class MAPPO:
                                           ("approx_kl", ((ratio - 1) - log_ratio).mean()),
                                           ("clip_frac", ((ratio - 1).abs() > c.clip).float().mean())):
                             stats.setdefault(f"{a}/{name}", []).append(float(val))
-                for opt in (*self.opt.values(), self.critic_opt):
+                for opt in (*self.opt.values(), self.critic_opt, self.hub_opt):
                     opt.zero_grad(set_to_none=True)
                 (sum(losses.values()) + critic_loss).backward()
-                for a in losses:
+                for a in self.actors:  # a reader's loss reaches the other actor through its messages
                     nn.utils.clip_grad_norm_(self.actors[a].parameters(), c.max_grad_norm)
                     self.opt[a].step()
+                hub_norm = nn.utils.clip_grad_norm_(self.hub_params, c.max_grad_norm)
+                stats.setdefault("hub/grad_norm", []).append(float(hub_norm))
+                self.hub_opt.step()
                 nn.utils.clip_grad_norm_(self.critic.parameters(), c.max_grad_norm)
                 self.critic_opt.step()
                 self.updates += 1
@@ -300,13 +316,15 @@ class MAPPO:
     # ------------------------------------------------------------------ persistence
     def state_dict(self) -> dict:
         return {"critic": self.critic.state_dict(), "value_norm": self.value_norm.state_dict(),
-                "critic_opt": self.critic_opt.state_dict(), **{f"opt_{a}": o.state_dict() for a, o in self.opt.items()},
+                "critic_opt": self.critic_opt.state_dict(), "hub_opt": self.hub_opt.state_dict(),
+                **{f"opt_{a}": o.state_dict() for a, o in self.opt.items()},
                 "updates": torch.tensor(self.updates)}
 
     def load_state_dict(self, d: dict) -> None:
         self.critic.load_state_dict(d["critic"])
         self.value_norm.load_state_dict(d["value_norm"])
         self.critic_opt.load_state_dict(d["critic_opt"])
+        self.hub_opt.load_state_dict(d["hub_opt"])
         for a, o in self.opt.items():
             o.load_state_dict(d[f"opt_{a}"])
         self.updates = int(d["updates"])

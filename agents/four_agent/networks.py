@@ -277,7 +277,8 @@ class StructureNet(nn.Module):
         self.actor.bias[k] = _inv_softplus(alpha - 1.0)
         self.actor.bias[n + k] = _inv_softplus(beta - 1.0)
 
-    def forward(self, obs: StructureObs) -> StructureOutput:
+    def encode(self, obs: StructureObs) -> torch.Tensor:
+        """The matrix's encoding (B, lstm_hidden), before the hub read (the MAPPO update reads the hub twice)."""
         x = obs.matrix
         if x.shape[1:] != (self.cfg.seq_len, self.cfg.n_features):
             raise ValueError(f"structure matrix of shape {tuple(x.shape)}, expected (B, {self.cfg.seq_len}, "
@@ -287,7 +288,11 @@ class StructureNet(nn.Module):
         conv = self.mix(torch.cat([b(xt) for b in self.branches], dim=1)).transpose(1, 2)  # (B, T, c2)
         h, _ = self.lstm(conv)  # padding rows are the oldest, so the LSTM meets the real rows last
         score = self.score(h)[..., 0].masked_fill(~m, float("-inf"))
-        ctx = (torch.softmax(score, dim=1)[..., None] * h).sum(dim=1)
+        return (torch.softmax(score, dim=1)[..., None] * h).sum(dim=1)
+
+    def forward(self, obs: StructureObs, encoded: torch.Tensor | None = None) -> StructureOutput:
+        """:param encoded: ``encode(obs)`` when already computed"""
+        ctx = self.encode(obs) if encoded is None else encoded
         z = self.trunk(torch.cat([ctx, self.reader(ctx, obs.hub)], dim=1))
         ab = 1.0 + nn.functional.softplus(self.actor(z))
         n = len(STRUCTURE_ACTIONS)
@@ -302,9 +307,10 @@ class StructureNet(nn.Module):
     def _from_unit(u: torch.Tensor) -> torch.Tensor:
         return torch.cat([2.0 * u[:, :1] - 1.0, u[:, 1:]], dim=1)
 
-    def step(self, obs: StructureObs, action: torch.Tensor | None = None) -> tuple[PolicyStep, StructureOutput]:
+    def step(self, obs: StructureObs, action: torch.Tensor | None = None,
+             encoded: torch.Tensor | None = None) -> tuple[PolicyStep, StructureOutput]:
         """One forward for acting and publishing: the policy step and the outputs (message)."""
-        out = self(obs)
+        out = self(obs, encoded)
         dist = Beta(out.alpha, out.beta)
         if action is None:
             action = self._from_unit(dist.sample())
@@ -342,14 +348,19 @@ class TacticalNet(nn.Module):
         self.critic = nn.Linear(t.d_model, 1)
         self.message = nn.Linear(t.d_model, cfg.message_dim)
 
-    def forward(self, obs: TacticalObs) -> TacticalOutput:
+    def encode(self, obs: TacticalObs) -> torch.Tensor:
+        """The matrix's encoding (B, d_model), before the hub read (the MAPPO update reads the hub twice)."""
         x = obs.matrix
         if x.shape[1:] != (self.cfg.seq_len, self.cfg.n_features):
             raise ValueError(f"tactical matrix of shape {tuple(x.shape)}, expected (B, {self.cfg.seq_len}, "
                              f"{self.cfg.n_features})")
         m = _checked_mask(x, obs.mask)
         h = self.norm(self.encoder(self.pos(self.proj(x)), src_key_padding_mask=~m))
-        q = self.pool(torch.cat([_masked_mean(h, m), h[:, -1]], dim=1))
+        return self.pool(torch.cat([_masked_mean(h, m), h[:, -1]], dim=1))
+
+    def forward(self, obs: TacticalObs, encoded: torch.Tensor | None = None) -> TacticalOutput:
+        """:param encoded: ``encode(obs)`` when already computed"""
+        q = self.encode(obs) if encoded is None else encoded
         z = self.trunk(torch.cat([q, self.reader(q, obs.hub)], dim=1))
         logits = self.actor(z)
         if obs.action_mask is not None:
@@ -359,9 +370,10 @@ class TacticalNet(nn.Module):
             logits = logits.masked_fill(~allowed, torch.finfo(logits.dtype).min)
         return TacticalOutput(logits, self.critic(z)[:, 0], torch.tanh(self.message(z)))
 
-    def step(self, obs: TacticalObs, action: torch.Tensor | None = None) -> tuple[PolicyStep, TacticalOutput]:
+    def step(self, obs: TacticalObs, action: torch.Tensor | None = None,
+             encoded: torch.Tensor | None = None) -> tuple[PolicyStep, TacticalOutput]:
         """One forward for acting and publishing: the policy step and the outputs (message)."""
-        out = self(obs)
+        out = self(obs, encoded)
         dist = Categorical(logits=out.logits)
         if action is None:
             action = dist.sample()
@@ -391,15 +403,26 @@ class RiskNet(nn.Module):
         self.q = nn.Linear(d, len(RISK_ACTIONS))
         self.message = nn.Linear(d, cfg.message_dim)
 
-    def forward(self, obs: RiskObs) -> RiskOutput:
+    def encode(self, obs: RiskObs) -> torch.Tensor:
+        """The last hidden layer (B, hidden[-1]), under both heads."""
         v = obs.hub
         x = torch.cat([obs.proposal, obs.account, v.messages.flatten(1), v.visible.to(obs.proposal.dtype),
                        v.memory], dim=1)
         if x.shape[1] != self.in_dim:
             raise ValueError(f"risk input of {x.shape[1]} values, expected {self.in_dim} (proposal "
                              f"{len(RISK_PROPOSAL_FIELDS)}, account {self.cfg.account_features}, hub)")
-        z = self.body(x)
+        return self.body(x)
+
+    def forward(self, obs: RiskObs) -> RiskOutput:
+        z = self.encode(obs)
         return RiskOutput(self.q(z), torch.tanh(self.message(z)))
+
+    def message_only(self, obs: RiskObs) -> torch.Tensor:
+        """The message with a graph into the message head only: the body is the DQN's, which MAPPO's losses (they
+        train this head through the hub: ``agents.four_agent.mappo``) must not move."""
+        with torch.no_grad():
+            z = self.encode(obs)
+        return torch.tanh(self.message(z))
 
     def q_values(self, obs: RiskObs) -> torch.Tensor:
         return self(obs).q

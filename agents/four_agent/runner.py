@@ -11,9 +11,10 @@ t + k (or the end of its episode). Its sample accumulates the joint reward of th
 its start, ``R = sum_{m<k} gamma^m r_{t+m}``, and records ``discount = gamma^k``, the global state at its decision
 and at the next one (``next_state``), whether a breach ended it (``terminated``) and whether it is the last of
 its episode (``last``; at the window's end or the rollout's cut, ``next_state`` is the state there: the timeout
-bootstrap). ``agents.common.gae`` then gives the advantages. The Risk agent's transitions are the same
-macro-actions, for SMDP double Q-learning: target ``R + gamma^k (1 - terminated) Q'(s', argmax_a Q(s', a))``
-(``agents.four_agent.dqn``).
+bootstrap). ``agents.common.gae`` then gives the advantages. Every publication to the hub is logged in order
+(``Rollout.hub_log``, ``agents.four_agent.hub.Publication``), so that the update can rebuild the hub with a
+graph. The Risk agent's transitions are the same macro-actions, for SMDP double Q-learning: target
+``R + gamma^k (1 - terminated) Q'(s', argmax_a Q(s', a))`` (``agents.four_agent.dqn``).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import numpy as np
 
 from agents.four_agent.acting import Controller, HubRead, Proposal
 from agents.four_agent.config import RISK_ACTIONS, TACTICAL_ACTIONS
+from agents.four_agent.hub import Publication
 
 PPO_AGENTS: tuple[str, ...] = ("structure", "tactical")
 """the agents MAPPO trains (the Regime network is pretrained and frozen; Risk is the DQN)"""
@@ -113,17 +115,17 @@ class Rollout:
     steps: int
     episodes: list[dict[str, float]] = field(default_factory=list)
     actions: dict[str, np.ndarray] = field(default_factory=dict)  # counts per action, for TensorBoard
+    n_envs: int = 1
+    hub_log: list[Publication] = field(default_factory=list)  # every publication, in order (``src``: sample rows)
+    regime_messages: np.ndarray | None = None  # (n, M) the frozen Regime network's, ``hub_log``'s regime ``src``
 
 
 _PPO_FIELDS = {
     "structure": ["slot", "bar", "state", "next_state", "matrix", "mask", "messages", "visible", "memory", "action",
                   "log_prob", "terminated", "last"],
     "tactical": ["slot", "bar", "state", "next_state", "matrix", "mask", "action_mask", "messages", "visible",
-                 "memory", "action", "log_prob", "terminated", "last", "structure_link"],
+                 "memory", "action", "log_prob", "terminated", "last"],
 }
-"""``structure_link``: the row (in the rollout's Structure samples, collection order) of the Structure decision whose
-message the Tactical sample read, -1 when it was published before the rollout (or there was none): the MAPPO update
-recomputes that message so that the Tactical loss trains Structure's message head (``agents.four_agent.mappo``)"""
 RISK_FIELDS = ("proposal", "account", "messages", "visible", "memory", "action", "next_proposal", "next_account",
                "next_messages", "next_visible", "next_memory", "terminated", "last")
 
@@ -169,7 +171,9 @@ class Runner:
             e.reset()
         ctl.reset()
         slots = np.arange(B)
-        last_structure = [-1] * B  # per env, the rollout row of its latest Structure decision (its message in the hub)
+        hub_log: list[Publication] = []
+        regime_messages: list[np.ndarray] = []
+        n_regime = 0
         for t in range(steps):
             dues = [e.due() for e in envs]
             mats = [e.matrices() for e in envs]
@@ -188,6 +192,9 @@ class Runner:
                                        np.stack([mats[b].regime_mask for b in rows]))
                 for j, b in enumerate(rows):
                     kw[b]["regime"] = acted.action[j]
+                regime_messages.append(acted.message)
+                hub_log.append(Publication("regime", rows, np.arange(n_regime, n_regime + len(rows))))
+                n_regime += len(rows)
             for agent in PPO_AGENTS:
                 rows = slots[[(agent in d) for d in dues]]
                 if not len(rows):
@@ -202,11 +209,10 @@ class Runner:
                     acted = ctl.tactical(rows, mx, mk, am)
                     np.add.at(counts["tactical"], acted.action, 1)
                 seq = seqs[agent]
+                hub_log.append(Publication(agent, rows, np.arange(len(seq.reward), len(seq.reward) + len(rows))))
                 for j, b in enumerate(rows):
                     seq.close(b, next_state=states[b], terminated=False, last=False)
-                    extra = {"action_mask": am[j], "structure_link": last_structure[b]} if am is not None else {}
-                    if agent == "structure":
-                        last_structure[b] = len(seq.reward)
+                    extra = {"action_mask": am[j]} if am is not None else {}
                     seq.add(b, slot=b, bar=envs[b].i, state=states[b], matrix=mx[j], mask=mk[j],
                             action=acted.action[j], log_prob=acted.log_prob[j], **_read_row(acted.read, j), **extra)
                     kw[b][agent] = acted.action[j]
@@ -219,6 +225,7 @@ class Runner:
                 acc = np.stack([envs[b].account_features() for b in rows])
                 acted = ctl.risk(rows, prop, acc, epsilon, self.rng, risk_default)
                 np.add.at(counts["risk"], acted.action, 1)
+                hub_log.append(Publication("risk", rows, np.arange(len(risk.reward), len(risk.reward) + len(rows))))
                 for j, b in enumerate(rows):
                     obs = {"proposal": prop[j], "account": acc[j], **_read_row(acted.read, j)}
                     risk.close(b, terminated=False, last=False, **{f"next_{k}": v for k, v in obs.items()})
@@ -236,12 +243,14 @@ class Runner:
                     if t < steps - 1:
                         e.reset()
                         ctl.reset(np.array([b]))
-                        last_structure[b] = -1  # a fresh hub: no Structure message until it decides again
+                        hub_log.append(Publication(None, np.array([b]), np.zeros(0, np.int64)))
         for b in range(B):  # the rollout's cut: a truncation, bootstrapped from the state reached
             if any(s.open[b] >= 0 for s in (*seqs.values(), risk)):
                 self._end_episode(b, seqs, risk, False, None, episodes)
         agents = {a: seqs[a].arrays(_PPO_FIELDS[a]) for a in PPO_AGENTS}
-        return Rollout(agents, risk.arrays(list(RISK_FIELDS)), steps * B, episodes, counts)
+        msgs = (np.concatenate(regime_messages).astype(np.float32) if regime_messages
+                else np.zeros((0, ctl.nets.hub.message_dim), np.float32))
+        return Rollout(agents, risk.arrays(list(RISK_FIELDS)), steps * B, episodes, counts, B, hub_log, msgs)
 
     def _end_episode(self, b: int, seqs: dict[str, _Seq], risk: _Seq, terminated: bool, reward: float | None,
                      episodes: list[dict[str, float]]) -> None:
