@@ -219,7 +219,7 @@ def test_random_agent_respects_tight_limits_on_real_data(fx_dir, tmp_path):
     for seed in (1, 2):
         cmd = [sys.executable, str(REPO / "run_backtest.py"), "--strategy", "random", "--seed", str(seed),
                "--no-tearsheet", "--no-progress", "--symbol", "EURUSD", "--data", str(fx_dir),
-               "--start", "2024-03-01", "--end", "2024-04-30", "--daily-limit", str(daily),
+               "--start", "2024-03-01", "--end", "2024-03-28", "--daily-limit", str(daily),
                "--total-limit", str(total), "--out", str(tmp_path / f"s{seed}")]
         procs[seed] = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     for seed, p in procs.items():
