@@ -454,3 +454,32 @@ def test_errors_name_the_line_an_editor_shows(tmp_path: Path) -> None:
                                "2024.01.02\t00:61:00\t1.10\t1.20\t1.00\t1.15\t23\t0\t2"]) + "\n")
     with pytest.raises(DataError, match=r"line 3 at '2024.01.02 00:61:00': unparseable"):
         load_bars(path, server_utc_offset_hours=2)
+
+
+def test_array_feed_delivers_what_backtraders_pandas_feed_delivers(fx_dir: Path) -> None:
+    """``feeds.btfeeds.ArrayPandasData`` (rows from NumPy columns) gives every line of every bar exactly as
+    Backtrader's ``PandasData`` over the same frame, on real bars with gaps."""
+    import backtrader as bt
+
+    from feeds.btfeeds import M1Data, m1_feed
+
+    m1 = load_bars(fx_dir, symbol="EURUSD", start="2024-03-01", end="2024-03-05")
+    seen: dict[str, list[tuple]] = {}
+
+    class Record(bt.Strategy):
+        params = (("key", ""),)
+
+        def next(self) -> None:
+            d = self.data
+            seen.setdefault(self.p.key, []).append((d.datetime[0], d.open[0], d.high[0], d.low[0], d.close[0],
+                                                    d.volume[0]))
+
+    ours = m1_feed(m1, "EURUSD_M1")
+    assert isinstance(ours, M1Data)
+    stock = bt.feeds.PandasData(dataname=ours.p.dataname, openinterest=None)
+    for key, feed in (("ours", ours), ("stock", stock)):
+        cerebro = bt.Cerebro(stdstats=False)
+        cerebro.adddata(feed)
+        cerebro.addstrategy(Record, key=key)
+        cerebro.run()
+    assert len(seen["ours"]) == len(m1) and seen["ours"] == seen["stock"]
