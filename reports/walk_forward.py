@@ -5,7 +5,8 @@ through ``run_backtest`` (``reports.evaluate``'s tasks), with PSR, DSR and the d
 
 Reads ``RUNS/walk_forward.json`` (written by ``python -m training.walk_forward``, which trained and selected the
 agents: the test periods decided nothing) and backtests, per row, the fold's selected checkpoint of each trainer
-and, once per test period, ``sma_cross`` and ``buy_hold``. DSR trials: the selected checkpoint's manifest
+(or ``flat`` where the fold selected flat on validation) and, once per test period, ``sma_cross`` and
+``buy_hold``. DSR trials: the selected checkpoint's manifest
 (every validation of every seed of the fold); 1 for the rule baselines.
 """
 
@@ -33,11 +34,15 @@ def tasks_for(plan: dict[str, Any], runs: Path, baselines: list[str], history_da
         period = (r["fold"], r["symbol"], r["test_start"], r["test_end"])
         folder = runs / "backtests" / r["fold"]
         year = int(r["test_start"][:4])
-        ck = runs / r["checkpoint"]
-        trained_on = json.loads((ck / "manifest.json").read_text())["symbol"]
-        tasks.append(Task(r["trainer"], r["symbol"], year, r["test_start"], r["test_end"], data,
-                          str(folder / f"{r['trainer']}-{r['symbol']}-{year}"), checkpoint=str(ck),
-                          allow_symbol_mismatch=trained_on != r["symbol"], history_days=history_days))
+        if r["checkpoint"] is None:  # the fold selected flat on validation (training.walk_forward.select)
+            tasks.append(Task("flat", r["symbol"], year, r["test_start"], r["test_end"], data,
+                              str(folder / f"{r['trainer']}-flat-{r['symbol']}-{year}"), history_days=history_days))
+        else:
+            ck = runs / r["checkpoint"]
+            trained_on = json.loads((ck / "manifest.json").read_text())["symbol"]
+            tasks.append(Task(r["trainer"], r["symbol"], year, r["test_start"], r["test_end"], data,
+                              str(folder / f"{r['trainer']}-{r['symbol']}-{year}"), checkpoint=str(ck),
+                              allow_symbol_mismatch=trained_on != r["symbol"], history_days=history_days))
         if period not in seen:
             seen.add(period)
             tasks += [Task(b, r["symbol"], year, r["test_start"], r["test_end"], data,
@@ -68,10 +73,12 @@ def markdown(plan: dict[str, Any], tasks: list[Task], rows: list[dict], command:
         fold = t.out.split("/")[-2]
         f = folds[fold]
         ok = r["sharpe"] > TARGET_SHARPE and r["max_drawdown"] < TARGET_MAX_DD
-        met.append((t.strategy, ok))
+        agent = _selected_flat(t, plan["args"]["trainers"])
+        met.append((agent or t.strategy, ok))
+        label = f"{agent} → flat (validation)" if agent else t.strategy
         p2 = ["n/a" if v is None else f"{v:.2f}" for v in (r["psr"], r["dsr"])]
         out.append(f"| {fold} | {r['symbol']} | {'+'.join(map(str, f['train_years']))} | {f['val_year']} | "
-                   f"{r['start'][:10]}..{r['end'][:10]} | {t.strategy} | {r['total_return']:+.2%} | "
+                   f"{r['start'][:10]}..{r['end'][:10]} | {label} | {r['total_return']:+.2%} | "
                    f"{r['sharpe']:.2f} | {p2[0]} | {p2[1]} | {r['trials']} | {r['max_drawdown']:.2%} | "
                    f"{r['max_daily_dd']:.2%} | {r['trades']} | ${r['costs']:,.0f} | "
                    f"{r['cmdp_breaches']} ({r['gap_breaches']}) | "
@@ -83,6 +90,12 @@ def markdown(plan: dict[str, Any], tasks: list[Task], rows: list[dict], command:
     return "\n".join(out) + "\n"
 
 
+def _selected_flat(task: Task, trainers: list[str]) -> str | None:
+    """The trainer whose fold selected flat on validation, for a task ``tasks_for`` made for that; else None."""
+    name = Path(task.out).name
+    return next((t for t in trainers if task.strategy == "flat" and name.startswith(f"{t}-flat-")), None)
+
+
 def _cli(a: dict[str, Any]) -> list[str]:
     skip = {"data", "ray_address"}
     out = []
@@ -90,7 +103,10 @@ def _cli(a: dict[str, Any]) -> list[str]:
         if k in skip or v in ("", ()):
             continue
         flag = "--" + k.replace("_", "-")
-        out += [flag, *map(str, v)] if isinstance(v, list | tuple) else [flag, str(v)]
+        if isinstance(v, bool):  # tyro's flag pair: --x / --no-x
+            out.append(flag if v else "--no-" + flag[2:])
+        else:
+            out += [flag, *map(str, v)] if isinstance(v, list | tuple) else [flag, str(v)]
     return out
 
 

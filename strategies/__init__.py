@@ -8,10 +8,11 @@ from strategies.base import FxStrategy
 from strategies.four_agent import FourAgent
 from strategies.mtf_marl import MtfMarl
 from strategies.random_agent import RandomAgent
-from strategies.rules import BuyHold, SmaCross
+from strategies.rules import BuyHold, Flat, SmaCross
 from strategies.td3 import Td3Agent
 
 STRATEGIES: dict[str, type[FxStrategy]] = {
+    "flat": Flat,
     "buy_hold": BuyHold,
     "sma_cross": SmaCross,
     "random": RandomAgent,
@@ -20,7 +21,7 @@ STRATEGIES: dict[str, type[FxStrategy]] = {
     "four_agent": FourAgent,
 }
 
-__all__ = ["STRATEGIES", "BuyHold", "FourAgent", "FxStrategy", "MtfMarl", "RandomAgent", "SmaCross", "Td3Agent",
+__all__ = ["STRATEGIES", "BuyHold", "Flat", "FourAgent", "FxStrategy", "MtfMarl", "RandomAgent", "SmaCross", "Td3Agent",
            "add_fx_feeds", "get_strategy", "strategy_params", "use_forex_broker"]
 
 

@@ -1,10 +1,18 @@
-"""Rule baselines: buy-and-hold, and an M5 moving-average cross filtered by the H4 trend."""
+"""Rule baselines: flat (never trades), buy-and-hold, and an M5 moving-average cross filtered by the H4 trend."""
 
 from __future__ import annotations
 
 import backtrader as bt
 
 from strategies.base import FxStrategy
+
+
+class Flat(FxStrategy):
+    """Never trades: the baseline every agent must beat after costs, and what a walk-forward fold selects when no
+    trained candidate scores above it on validation (``training.walk_forward``)."""
+
+    def next(self) -> None:
+        pass
 
 
 class BuyHold(FxStrategy):

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -26,10 +27,11 @@ def test_folds_follow_the_data_years() -> None:
 
 @pytest.mark.xdist_group("ray")  # one xdist worker holds the Ray session
 @pytest.mark.usefixtures("ray_session")
-def test_tiny_walk_forward_trains_selects_tests_and_reports(tmp_path: Path, fx_dir: Path) -> None:
+def test_tiny_walk_forward_trains_selects_tests_and_reports(tmp_path: Path, fx_dir: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     args = walk_forward.Args(test_years=(2020,), seeds=(0, 1), trainers=("mtf_marl",), total_steps=400,
                              learning_starts=200, eval_every=200, days=40, other_symbols=("GBPUSD",),
-                             data=str(fx_dir), workers=2, runs=str(tmp_path / "wf"))
+                             data=str(fx_dir), workers=2, runs=str(tmp_path / "wf"), fallback_flat=False)
     plan = walk_forward.main(args)
     rows = plan["rows"]
     assert [(r["fold"], r["symbol"]) for r in rows] == [("test2020", "EURUSD"), ("test2020-on-GBPUSD2017", "GBPUSD")]
@@ -60,3 +62,54 @@ def test_tiny_walk_forward_trains_selects_tests_and_reports(tmp_path: Path, fx_d
     assert [(b["strategy"], b["symbol"]) for b in bt] == [("mtf_marl", "EURUSD"), ("buy_hold", "EURUSD"),
                                                            ("mtf_marl", "GBPUSD"), ("buy_hold", "GBPUSD")]
     assert bt[0]["trials"] == r["trials"] and bt[1]["trials"] == 1 and bt[2]["symbol_mismatch"] is not None
+
+    # flat as the fold's choice: the same runs (reused), flat made unbeatable on validation; the fold then trades
+    # nothing in its test period, on EURUSD and on the other instrument, in the envs and through run_backtest
+    monkeypatch.setattr(walk_forward, "FLAT_SCORE", 1e9)
+    flat = walk_forward.main(replace(args, fallback_flat=True))["rows"]
+    assert [x["checkpoint"] for x in flat] == [None, None] and [x["selected"] for x in flat] == ["flat", "flat"]
+    assert flat[0]["model_score"] == r["score"] and flat[0]["trials"] == r["trials"] + 1
+    assert not (tmp_path / "wf" / "test2020" / "mtf_marl-selected").exists()
+    for x in flat:
+        te = x["test"]
+        assert (te["total_return"], te["sharpe"], te["active_days"], te["breaches"], te["max_total_dd"]) == (0, 0, 0,
+                                                                                                          0, 0)
+        assert te["bars"] > 0 and te["h4_decisions"] > 0
+    assert report.main(["--runs", str(tmp_path / "wf"), "--baselines", "", "--history-days", "10", "--workers", "2",
+                        "--no-progress", "--out", str(out)]) == 0
+    md = out.read_text()
+    assert md.count("| mtf_marl → flat (validation) | +0.00% | 0.00 |") == 2 and "--fallback-flat" in md
+    assert "mtf_marl meets it in 0 of 2 test periods" in md
+    bt = json.loads((tmp_path / "wf" / "walk_forward_backtests.json").read_text())
+    assert [(b["strategy"], b["trades"], b["total_return"]) for b in bt] == [("flat", 0, 0.0), ("flat", 0, 0.0)]
+
+
+def _run(folder: Path, best: float, history: int, elapsed: float = 10.0) -> Path:
+    (folder / "best").mkdir(parents=True)
+    (folder / "best" / "manifest.json").write_text(json.dumps({"symbol": "EURUSD"}))
+    (folder / "train_summary.json").write_text(json.dumps(
+        {"best_score": best, "elapsed_s": elapsed, "history": [{"score": best}] * history}))
+    return folder
+
+
+@pytest.mark.parametrize(("scores", "fallback", "want"), [
+    ((-0.3, -0.1), True, "flat"),  # every candidate loses on validation: flat
+    ((0.0, -0.1), True, "flat"),  # a tie with flat goes to flat
+    ((-0.3, 0.2), True, 1),  # a candidate above flat: the best one
+    ((-0.3, -0.1), False, 1),  # without the fallback: the best one, even below flat
+    ((0.4, 0.4), True, 0),  # equal scores: the lowest seed
+])
+def test_selection_takes_flat_when_no_candidate_beats_it_on_validation(tmp_path: Path, scores: tuple[float, float],
+                                                                       fallback: bool, want: str | int) -> None:
+    runs = [_run(tmp_path / f"s{i}", sc, history=3) for i, sc in enumerate(scores)]
+    dst = tmp_path / "selected"
+    (dst / "stale").mkdir(parents=True)  # a selection left by an earlier call is replaced (or removed)
+    sel = walk_forward.select("mtf_marl", runs, (0, 1), dst, Fold(2020, 2019, (2017,)), fallback)
+    assert sel["trials"] == 6 + fallback and sel["train_s"] == 20.0
+    if want == "flat":
+        assert (sel["selected"], sel["seed"], sel["score"], sel["model_score"]) == ("flat", None, 0.0, max(scores))
+        assert sel["model_checkpoint"] == str(runs[scores.index(max(scores))] / "best") and not dst.exists()
+    else:
+        assert (sel["selected"], sel["seed"], sel["score"]) == ("checkpoint", want, scores[want])
+        man = json.loads((dst / "manifest.json").read_text())
+        assert man["trials"] == 6 + fallback and man["walk_forward"]["seed"] == want and not (dst / "stale").exists()

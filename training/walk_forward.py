@@ -9,8 +9,10 @@ Folds follow the data (``training.periods.walk_forward_folds``): with EURUSD 201
 trainer and seed one training run (``training.train_mtf_marl`` / ``training.train_td3``, the same call as run
 alone; a Ray task of 1 CPU each with ``--workers`` > 1 or ``--ray-address``) keeps its best checkpoint by
 validation score; the fold's selected checkpoint is the best of its seeds (ties: the lowest seed), copied to
-``RUNS/<fold>/<trainer>-selected`` with ``trials`` (every validation of every seed) in its manifest. The test year
-decides nothing.
+``RUNS/<fold>/<trainer>-selected`` with ``trials`` (every validation of every seed, and flat) in its manifest.
+Flat is a candidate too (``--fallback-flat``, on by default): where no checkpoint scores above flat's 0 on the
+validation year, the fold trades nothing in its test year (row ``checkpoint`` None, ``selected: flat``). The test
+year decides nothing.
 
 Resumable: finished runs (``train_summary.json``) are reused, an interrupted MTF-MARL run continues from its
 ``last`` checkpoint (exact), an interrupted TD3 run starts again; test evaluations are cached per checkpoint.
@@ -32,6 +34,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import tyro
 
 from agents.mtf_marl.checkpoint import load_mtf_marl_actors
@@ -90,6 +93,9 @@ class Args:
     """join a Ray cluster (auto or ray://HOST:PORT) instead of starting Ray on this machine"""
     runs: str = "runs/walk_forward"
     """training runs, selected checkpoints and walk_forward.json"""
+    fallback_flat: bool = True
+    """flat is a candidate too: a fold whose best validated checkpoint scores no better than flat (score <= 0)
+    selects flat (never trades) for its test; off: always the best checkpoint"""
 
 
 def _period(first_year: int, last_year: int, days: int) -> tuple[str, str]:
@@ -121,28 +127,54 @@ def train_run(trainer: str, plan: RunPlan, seed: int, symbol: str, data: str, ou
     return importlib.import_module(TRAINERS[trainer]).main(trainer_args(trainer, settings))
 
 
-def select(trainer: str, runs: list[Path], seeds: tuple[int, ...], dst: Path, fold: Fold) -> dict[str, Any]:
-    """Copy the best seed's best checkpoint to ``dst`` with the number of candidates behind it in its manifest."""
+FLAT_SCORE = 0.0
+"""``training.evaluate.validation_score`` of a policy that never trades"""
+
+
+def select(trainer: str, runs: list[Path], seeds: tuple[int, ...], dst: Path, fold: Fold,
+           fallback_flat: bool = False) -> dict[str, Any]:
+    """Copy the best seed's best checkpoint to ``dst`` with the number of candidates behind it in its manifest.
+
+    With ``fallback_flat``, flat is one more candidate, scored ``FLAT_SCORE`` on the same validation: when no
+    checkpoint scores strictly above it, nothing is copied (``dst`` is removed) and the result says
+    ``selected: flat`` (ties go to flat: it pays no costs and has nothing to overfit)."""
     summaries = [json.loads((r / "train_summary.json").read_text()) for r in runs]
     k = max(range(len(runs)), key=lambda i: (summaries[i]["best_score"], -seeds[i]))
-    candidates = sum(len(s["history"]) for s in summaries)
+    candidates = sum(len(s["history"]) for s in summaries) + int(fallback_flat)  # flat is a candidate too
     if dst.exists():
         shutil.rmtree(dst)
+    best = summaries[k]["best_score"]
+    if fallback_flat and not best > FLAT_SCORE:
+        return {"selected": "flat", "seed": None, "score": FLAT_SCORE, "model_score": best,
+                "model_seed": seeds[k], "model_checkpoint": str(runs[k] / "best"), "trials": candidates,
+                "train_s": round(sum(s["elapsed_s"] for s in summaries), 1), "val": None}
     shutil.copytree(runs[k] / "best", dst)
     man = json.loads((dst / "manifest.json").read_text())
     man |= {"trials": candidates,
             "trials_note": f"walk-forward {fold.name}: best validation score on {fold.val_year} of {len(runs)} "
-                           f"seed(s) x their validations ({candidates} candidates)",
+                           f"seed(s) x their validations{' and flat' if fallback_flat else ''} "
+                           f"({candidates} candidates)",
             "walk_forward": {"fold": asdict(fold), "seed": seeds[k], "score": summaries[k]["best_score"]}}
     (dst / "manifest.json").write_text(json.dumps(man, indent=2, default=str) + "\n")
-    return {"seed": seeds[k], "score": summaries[k]["best_score"], "trials": candidates,
+    return {"selected": "checkpoint", "seed": seeds[k], "score": summaries[k]["best_score"], "trials": candidates,
             "train_s": round(sum(s["elapsed_s"] for s in summaries), 1),
             "val": max(summaries[k]["history"], key=lambda h: h["score"])}
 
 
-def evaluate_checkpoint(trainer: str, checkpoint: str, symbol: str, start: str, end: str, data: str) -> dict[str, Any]:
-    """The checkpoint over a test period through the training envs (cached in the checkpoint's folder)."""
+def flat_policies() -> tuple[Any, Any]:
+    """(director, executor) that never trade: limit 0 (``risk.actions.unit_interval(-1)``), no entry."""
+    return (lambda _obs: np.array([0.0, -1.0], np.float32)), (lambda _obs: np.zeros(2, np.float32))
+
+
+def evaluate_checkpoint(trainer: str, checkpoint: str, symbol: str, start: str, end: str, data: str,
+                        flat: bool = False) -> dict[str, Any]:
+    """The checkpoint over a test period through the training envs (cached in the checkpoint's folder); with
+    ``flat``, a policy that never trades on the checkpoint's env config (the same account, costs and summary)."""
     ck = Path(checkpoint)
+    if flat:
+        man = json.loads((ck / "manifest.json").read_text())
+        cfg = replace(EnvConfig.from_dict(man["env_config"]), symbol=symbol)
+        return evaluate_hierarchical(period_contexts(symbol, start, end, data or None), cfg, *flat_policies())
     key = {"symbol": symbol, "period": [start, end],
            "weights": hashlib.sha256((ck / "weights.pt").read_bytes()).hexdigest()}
     cache = ck / f"test_{symbol}_{start}_{end}.json"
@@ -177,12 +209,16 @@ def main(args: Args) -> dict[str, Any]:
     for f in folds:
         for t in args.trainers:
             dst = runs / f.name / f"{t}-selected"
-            sel = select(t, [runs / f.name / f"{t}-s{s}" for s in args.seeds], args.seeds, dst, f)
+            sel = select(t, [runs / f.name / f"{t}-s{s}" for s in args.seeds], args.seeds, dst, f,
+                         args.fallback_flat)
             test = _period(f.test_year, f.test_year, args.days)
+            picked = sel["selected"] == "checkpoint"
             rows.append({"fold": f.name, **asdict(f), "adjacent_validation": f.adjacent, "trainer": t,
                          "symbol": args.symbol, "test_start": test[0], "test_end": test[1],
-                         "checkpoint": str(dst.relative_to(runs)), "out_of_sample": "time", **sel})
-            evals.append((t, str(dst), args.symbol, test[0], test[1], data))
+                         "checkpoint": str(dst.relative_to(runs)) if picked else None, "out_of_sample": "time",
+                         **sel})
+            evals.append((t, str(dst) if picked else sel["model_checkpoint"], args.symbol, test[0], test[1], data,
+                          not picked))
     # the last fold's agents (trained on the most EURUSD years) on the other instruments' years
     last = {r["trainer"]: r for r in rows if r["fold"] == folds[-1].name}
     want = {x.upper() for x in args.other_symbols}
@@ -195,7 +231,9 @@ def main(args: Args) -> dict[str, Any]:
             rows.append(last[t] | {"fold": f"{folds[-1].name}-on-{sym}{y}", "symbol": sym, "test_start": test[0],
                                    "test_end": test[1], "out_of_sample": "instrument and time" if by_time else
                                    "instrument only (its training years include this year)"})
-            evals.append((t, str(runs / last[t]["checkpoint"]), sym, test[0], test[1], data))
+            picked = last[t]["checkpoint"] is not None
+            evals.append((t, str(runs / last[t]["checkpoint"]) if picked else last[t]["model_checkpoint"], sym,
+                          test[0], test[1], data, not picked))
     results = run_ordered(evaluate_checkpoint, evals, args.workers, args.ray_address or None)
     for r, res in zip(rows, results, strict=True):
         r["test"] = res
@@ -207,8 +245,10 @@ def main(args: Args) -> dict[str, Any]:
              "| max daily DD | max total DD | breaches |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         te = r["test"]
+        chosen = r["seed"] if r["checkpoint"] else f"flat (best {r['model_score']:.2f})"
         lines.append(f"| {r['fold']} | {r['trainer']} | {r['symbol']} | {'+'.join(map(str, r['train_years']))} | "
-                     f"{r['val_year']} | {r['test_start']}..{r['test_end']} | {r['seed']} | {r['score']:.2f} | "
+                     f"{r['val_year']} | {r['test_start']}..{r['test_end']} | "
+                     f"{chosen} | {r['score']:.2f} | "
                      f"{te['total_return']:+.2%} | {te['sharpe']:.2f} | {te['max_daily_dd']:.2%} | "
                      f"{te['max_total_dd']:.2%} | {te['breaches']} |")
     (runs / "walk_forward.md").write_text("\n".join(lines) + "\n")
