@@ -63,10 +63,29 @@ def test_tiny_walk_forward_trains_selects_tests_and_reports(tmp_path: Path, fx_d
                                                            ("mtf_marl", "GBPUSD"), ("buy_hold", "GBPUSD")]
     assert bt[0]["trials"] == r["trials"] and bt[1]["trials"] == 1 and bt[2]["symbol_mismatch"] is not None
 
+    # the seed ensemble as the fold's model: built from both seeds' best checkpoints, scored on validation as one
+    # model, one more trial; a one-member ensemble scores exactly what its seed's own validation did
+    fold = Fold(2020, 2019, (2017,))
+    ens = walk_forward.main(replace(args, ensemble=True))["rows"]
+    assert [x["seed"] for x in ens] == ["ensemble", "ensemble"] and ens[0]["trials"] == r["trials"] + 1
+    ens_man = json.loads((tmp_path / "wf" / ens[0]["checkpoint"] / "manifest.json").read_text())
+    assert ens_man["ensemble"]["members"] == 2 and ens_man["trials"] == ens[0]["trials"]
+    assert ens_man["walk_forward"]["score"] == ens[0]["score"]
+    _, one = walk_forward.fold_ensemble([tmp_path / "wf" / "test2020" / "mtf_marl-s1"], (1,), tmp_path / "one",
+                                        "EURUSD", fold, walk_forward.fold_plan(fold, args), str(fx_dir))
+    assert one == seeds[1]["best_score"]
+    with pytest.raises(ValueError, match="mtf_marl checkpoints only"):
+        walk_forward.main(replace(args, ensemble=True, trainers=("mtf_marl", "td3")))
+    assert report.main(["--runs", str(tmp_path / "wf"), "--baselines", "", "--history-days", "10", "--workers", "2",
+                        "--no-progress", "--out", str(out)]) == 0  # the strategy trades the ensemble checkpoint
+    assert "--ensemble" in out.read_text()
+    bt = json.loads((tmp_path / "wf" / "walk_forward_backtests.json").read_text())
+    assert [b["strategy"] for b in bt] == ["mtf_marl", "mtf_marl"] and bt[0]["trials"] == ens[0]["trials"]
+
     # flat as the fold's choice: the same runs (reused), flat made unbeatable on validation; the fold then trades
     # nothing in its test period, on EURUSD and on the other instrument, in the envs and through run_backtest
     monkeypatch.setattr(walk_forward, "FLAT_SCORE", 1e9)
-    flat = walk_forward.main(replace(args, fallback_flat=True))["rows"]
+    flat = walk_forward.main(replace(args, fallback_flat=True))["rows"]  # best single seed against flat
     assert [x["checkpoint"] for x in flat] == [None, None] and [x["selected"] for x in flat] == ["flat", "flat"]
     assert flat[0]["model_score"] == r["score"] and flat[0]["trials"] == r["trials"] + 1
     assert not (tmp_path / "wf" / "test2020" / "mtf_marl-selected").exists()

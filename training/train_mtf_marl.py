@@ -24,7 +24,7 @@ import torch
 import tyro
 from tqdm import tqdm
 
-from agents.common.checkpoint import load_checkpoint, save_checkpoint
+from agents.common.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from agents.common.networks import NumpyActor
 from agents.common.observations import H4_OBS_DIM, M1_BIAS_SLOT, M1_LIMIT_SLOT, M1_OBS_DIM, STATE_DIM
 from agents.mtf_marl.buffer import JointReplayBuffer
@@ -123,6 +123,9 @@ class Trainer:
 
     def load(self, path: Path) -> None:
         tensors, man = load_checkpoint(path, DEFAULT_SPEC.to_dict(), ALGORITHM)
+        if "ensemble" in man or "rng" not in man:
+            raise CheckpointError(f"{path} cannot be resumed: only a training run's own checkpoint (DIR/last or "
+                                  "DIR/best) holds the critic, optimisers, buffer and random states")
         for name, m in self.learner.modules(full=True).items():
             m.load_state_dict(tensors[name])
         torch.set_rng_state(tensors["torch_rng"])

@@ -11,8 +11,10 @@ alone; a Ray task of 1 CPU each with ``--workers`` > 1 or ``--ray-address``) kee
 validation score; the fold's selected checkpoint is the best of its seeds (ties: the lowest seed), copied to
 ``RUNS/<fold>/<trainer>-selected`` with ``trials`` (every validation of every seed, and flat) in its manifest.
 Flat is a candidate too (``--fallback-flat``, on by default): where no checkpoint scores above flat's 0 on the
-validation year, the fold trades nothing in its test year (row ``checkpoint`` None, ``selected: flat``). The test
-year decides nothing.
+validation year, the fold trades nothing in its test year (row ``checkpoint`` None, ``selected: flat``). With
+``--ensemble`` (MTF-MARL) the fold's model is instead the seed ensemble, the mean action of every seed's best
+checkpoint (``agents.mtf_marl.ensemble``, ``RUNS/<fold>/mtf_marl-ensemble``), scored on the validation year as one
+model (against flat). The test year decides nothing.
 
 Resumable: finished runs (``train_summary.json``) are reused, an interrupted MTF-MARL run continues from its
 ``last`` checkpoint (exact), an interrupted TD3 run starts again; test evaluations are cached per checkpoint.
@@ -38,13 +40,14 @@ import numpy as np
 import tyro
 
 from agents.mtf_marl.checkpoint import load_mtf_marl_actors
+from agents.mtf_marl.ensemble import write_ensemble
 from agents.td3.checkpoint import load_td3_actor
 from feeds.paths import REPO_ROOT, fx_data_dir
 from training.args import RunPlan
 from training.data import period_contexts
 from training.distributed import run_ordered
 from training.env_config import EnvConfig
-from training.evaluate import evaluate_hierarchical, evaluate_single
+from training.evaluate import evaluate_hierarchical, evaluate_single, validation_score
 from training.periods import Fold, find_periods, walk_forward_folds
 from training.sweep import RESUMABLE, TRAINERS, trainer_args
 
@@ -93,6 +96,9 @@ class Args:
     """join a Ray cluster (auto or ray://HOST:PORT) instead of starting Ray on this machine"""
     runs: str = "runs/walk_forward"
     """training runs, selected checkpoints and walk_forward.json"""
+    ensemble: bool = False
+    """mtf_marl only: the fold's model is the seed ensemble (the mean action of every seed's best checkpoint,
+    ``agents.mtf_marl.ensemble``), scored on validation as one model, instead of the best single seed"""
     fallback_flat: bool = True
     """flat is a candidate too: a fold whose best validated checkpoint scores no better than flat (score <= 0)
     selects flat (never trades) for its test; off: always the best checkpoint"""
@@ -132,33 +138,49 @@ FLAT_SCORE = 0.0
 
 
 def select(trainer: str, runs: list[Path], seeds: tuple[int, ...], dst: Path, fold: Fold,
-           fallback_flat: bool = False) -> dict[str, Any]:
-    """Copy the best seed's best checkpoint to ``dst`` with the number of candidates behind it in its manifest.
+           fallback_flat: bool = False, ensemble: tuple[Path, float] | None = None) -> dict[str, Any]:
+    """Copy the fold's model to ``dst`` with the number of candidates behind it in its manifest.
 
-    With ``fallback_flat``, flat is one more candidate, scored ``FLAT_SCORE`` on the same validation: when no
-    checkpoint scores strictly above it, nothing is copied (``dst`` is removed) and the result says
-    ``selected: flat`` (ties go to flat: it pays no costs and has nothing to overfit)."""
+    The model is the best seed's best checkpoint (ties: the lowest seed), or with ``ensemble`` = (checkpoint, its
+    validation score) that seed ensemble, scored as one model. With ``fallback_flat``, flat is one more candidate,
+    scored ``FLAT_SCORE`` on the same validation: when the model does not score strictly above it, nothing is copied
+    (``dst`` is removed) and the result says ``selected: flat`` (ties go to flat: it pays no costs and has nothing
+    to overfit). Trials (for the DSR): every validation of every seed, plus the ensemble and flat where they
+    competed."""
     summaries = [json.loads((r / "train_summary.json").read_text()) for r in runs]
     k = max(range(len(runs)), key=lambda i: (summaries[i]["best_score"], -seeds[i]))
-    candidates = sum(len(s["history"]) for s in summaries) + int(fallback_flat)  # flat is a candidate too
+    candidates = sum(len(s["history"]) for s in summaries) + int(fallback_flat) + int(ensemble is not None)
+    train_s = round(sum(s["elapsed_s"] for s in summaries), 1)
+    if ensemble is not None:
+        source, score, seed, what = ensemble[0], ensemble[1], "ensemble", f"the mean action of {len(runs)} seeds"
+        val = None
+    else:
+        source, score, seed = runs[k] / "best", summaries[k]["best_score"], seeds[k]
+        what = f"the best validation score of {len(runs)} seed(s) x their validations"
+        val = max(summaries[k]["history"], key=lambda h: h["score"])
     if dst.exists():
         shutil.rmtree(dst)
-    best = summaries[k]["best_score"]
-    if fallback_flat and not best > FLAT_SCORE:
-        return {"selected": "flat", "seed": None, "score": FLAT_SCORE, "model_score": best,
-                "model_seed": seeds[k], "model_checkpoint": str(runs[k] / "best"), "trials": candidates,
-                "train_s": round(sum(s["elapsed_s"] for s in summaries), 1), "val": None}
-    shutil.copytree(runs[k] / "best", dst)
+    if fallback_flat and not score > FLAT_SCORE:
+        return {"selected": "flat", "seed": None, "score": FLAT_SCORE, "model_score": score, "model_seed": seed,
+                "model_checkpoint": str(source), "trials": candidates, "train_s": train_s, "val": None}
+    shutil.copytree(source, dst)
     man = json.loads((dst / "manifest.json").read_text())
     man |= {"trials": candidates,
-            "trials_note": f"walk-forward {fold.name}: best validation score on {fold.val_year} of {len(runs)} "
-                           f"seed(s) x their validations{' and flat' if fallback_flat else ''} "
-                           f"({candidates} candidates)",
-            "walk_forward": {"fold": asdict(fold), "seed": seeds[k], "score": summaries[k]["best_score"]}}
+            "trials_note": f"walk-forward {fold.name}: {what} on {fold.val_year}, against "
+                           f"{'flat and ' if fallback_flat else ''}{candidates - int(fallback_flat)} candidate(s)",
+            "walk_forward": {"fold": asdict(fold), "seed": seed, "score": score}}
     (dst / "manifest.json").write_text(json.dumps(man, indent=2, default=str) + "\n")
-    return {"selected": "checkpoint", "seed": seeds[k], "score": summaries[k]["best_score"], "trials": candidates,
-            "train_s": round(sum(s["elapsed_s"] for s in summaries), 1),
-            "val": max(summaries[k]["history"], key=lambda h: h["score"])}
+    return {"selected": "checkpoint", "seed": seed, "score": score, "trials": candidates, "train_s": train_s,
+            "val": val}
+
+
+def fold_ensemble(runs: list[Path], seeds: tuple[int, ...], dst: Path, symbol: str, fold: Fold, plan: RunPlan,
+                  data: str) -> tuple[Path, float]:
+    """The seed ensemble of a fold (every seed's best checkpoint) at ``dst`` and its validation score, from the
+    same envs and score as each seed's own validation (cached per ensemble weights)."""
+    write_ensemble([r / "best" for r in runs], dst, list(seeds), note=f"walk-forward {fold.name}")
+    res = evaluate_checkpoint("mtf_marl", str(dst), symbol, plan.val_start, plan.val_end, data)
+    return dst, validation_score(res)
 
 
 def flat_policies() -> tuple[Any, Any]:
@@ -192,6 +214,8 @@ def evaluate_checkpoint(trainer: str, checkpoint: str, symbol: str, start: str, 
 
 
 def main(args: Args) -> dict[str, Any]:
+    if args.ensemble and set(args.trainers) != {"mtf_marl"}:
+        raise ValueError(f"--ensemble is built for mtf_marl checkpoints only; got trainers {list(args.trainers)}")
     unknown = [t for t in args.trainers if t not in TRAINERS or t == "four_agent"]
     if unknown:
         raise ValueError(f"walk-forward trainers must be among {sorted(set(TRAINERS) - {'four_agent'})}; got {unknown}")
@@ -209,8 +233,10 @@ def main(args: Args) -> dict[str, Any]:
     for f in folds:
         for t in args.trainers:
             dst = runs / f.name / f"{t}-selected"
-            sel = select(t, [runs / f.name / f"{t}-s{s}" for s in args.seeds], args.seeds, dst, f,
-                         args.fallback_flat)
+            seed_runs = [runs / f.name / f"{t}-s{s}" for s in args.seeds]
+            ens = fold_ensemble(seed_runs, args.seeds, runs / f.name / f"{t}-ensemble", args.symbol, f,
+                                fold_plan(f, args), data) if args.ensemble else None
+            sel = select(t, seed_runs, args.seeds, dst, f, args.fallback_flat, ens)
             test = _period(f.test_year, f.test_year, args.days)
             picked = sel["selected"] == "checkpoint"
             rows.append({"fold": f.name, **asdict(f), "adjacent_validation": f.adjacent, "trainer": t,

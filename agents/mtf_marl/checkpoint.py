@@ -7,6 +7,7 @@ from pathlib import Path
 from agents.common.checkpoint import CheckpointError, load_checkpoint, read_manifest
 from agents.common.networks import Actor, NumpyActor
 from agents.common.observations import H4_OBS_DIM, M1_OBS_DIM
+from agents.mtf_marl.ensemble import MeanActor, ensemble_tensors
 from features.context import H4_SPEC
 from features.engine import DEFAULT_SPEC
 
@@ -24,14 +25,21 @@ def mtf_marl_manifest(path: Path) -> dict:
     return man
 
 
-def load_mtf_marl_actors(path: Path) -> tuple[NumpyActor, NumpyActor, dict]:
-    """The two actors of an MTF-MARL checkpoint (refused if its feature spec is not ours)."""
+def _numpy_actor(state: dict, dim: int, hidden: tuple[int, ...]) -> NumpyActor:
+    a = Actor(dim, 2, hidden)
+    a.load_state_dict(state)
+    return NumpyActor(a)
+
+
+def load_mtf_marl_actors(path: Path) -> tuple[NumpyActor | MeanActor, NumpyActor | MeanActor, dict]:
+    """The two actors of an MTF-MARL checkpoint (refused if its feature spec is not ours); of a seed ensemble
+    (``agents.mtf_marl.ensemble``), the members' mean actors."""
     man = mtf_marl_manifest(path)
     tensors, _ = load_checkpoint(path)
     hidden = tuple(man["learner_config"]["hidden"])
-    actors = []
-    for name, dim in (("h4_actor", H4_OBS_DIM), ("m1_actor", M1_OBS_DIM)):
-        a = Actor(dim, 2, hidden)
-        a.load_state_dict(tensors[name])
-        actors.append(NumpyActor(a))
-    return actors[0], actors[1], man
+    if "ensemble" in man:
+        pairs = ensemble_tensors(tensors, man)
+        return (MeanActor([_numpy_actor(h, H4_OBS_DIM, hidden) for h, _ in pairs]),
+                MeanActor([_numpy_actor(m, M1_OBS_DIM, hidden) for _, m in pairs]), man)
+    return (_numpy_actor(tensors["h4_actor"], H4_OBS_DIM, hidden),
+            _numpy_actor(tensors["m1_actor"], M1_OBS_DIM, hidden), man)
