@@ -61,8 +61,11 @@ def markdown(plan: dict[str, Any], tasks: list[Task], rows: list[dict], command:
            f"Train on the years before the test year, select on the year before it (the last data year before it "
            f"where that year is missing: 2021 is not in the data, so the 2022 fold selects on 2020), test on the "
            f"year; the test decides nothing. Budget: {budget}. "
-           "The last fold's agents are also run on the other instruments: out of sample by instrument, **not by "
-           "time** (their training years include 2017). Every figure is a `run_backtest` run (costs included; "
+           + ("The last fold's agents are also run on the other instruments: out of sample by instrument, **not by "
+              "time** (their training years include 2017). " if not a.get("extra_symbols") else
+              f"The agents were also trained on {', '.join(a['extra_symbols'])} (`--extra-symbols`), so the last "
+              "fold's rows on those instruments' training years are **in sample**. ")
+           + "Every figure is a `run_backtest` run (costs included; "
            "PSR against 0, DSR with the fold's trials: every validation of every seed).", "",
            f"    python -m training.walk_forward {' '.join(_cli(a))}", f"    {command}", "",
            f"Target (design): Sharpe > {TARGET_SHARPE} with max drawdown < {TARGET_MAX_DD:.0%}.", "",

@@ -346,3 +346,24 @@ def test_validation_score_needs_activity_to_beat_flat() -> None:
     assert validation_score(one_trade) == 0.0 and validation_score(active) == 0.4
     assert validation_score(one_trade | {"sharpe": -1.0}) == -1.0  # losses count however rarely it trades
     assert validation_score(active | {"breaches": 1}) == pytest.approx(-4.6)
+
+
+def test_more_training_data_from_other_instruments_keeps_each_ones_costs(tmp_path: Path, fx_dir) -> None:
+    from training.train_mtf_marl import Trainer
+
+    kw = dict(SMALL, train_start="2017-01-01", train_end="2017-01-31", val_start="2017-02-01", val_end="2017-02-14",
+              data=str(fx_dir))
+    alone = Trainer(Args(**kw))
+    both = Trainer(Args(**kw, extra_symbols=("usdjpy", "XAUUSD")))
+    syms = [e.acct.inst.symbol for e in both.envs]
+    assert syms[:len(alone.envs)] == ["EURUSD"] * len(alone.envs) and {"USDJPY", "XAUUSD"} <= set(syms)
+    for e in both.envs:  # each env trades its own instrument (configs/instruments.yaml): pip 0.0001, 0.01, 0.1
+        assert e.acct.inst.pip_size == {"EURUSD": 1e-4, "USDJPY": 1e-2, "XAUUSD": 0.1}[e.acct.inst.symbol]
+        assert e.ctx.index[0] >= pd.Timestamp("2017-01-01", tz="UTC")
+    lengths = np.array([len(c) - c.first_ready for c in both.train_ctx], float)
+    np.testing.assert_allclose(both.env_p, lengths / lengths.sum())
+    assert len(both.env_p) == len(both.envs) and both.env_p[len(alone.envs):].sum() > 0.5  # 2 of 3 instruments
+    # validation and the drift ranges stay on the training symbol
+    assert [c.index[0] for c in both.val_ctx] == [c.index[0] for c in alone.val_ctx] and both.ranges == alone.ranges
+    with pytest.raises(ValueError, match="repeats the training symbol"):
+        Trainer(Args(**kw, extra_symbols=("EURUSD",)))

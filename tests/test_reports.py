@@ -118,3 +118,12 @@ def test_buy_hold_returns_compound_to_the_price_change() -> None:
     idx = utc("2024-07-05T20:00", "2024-07-07T21:05", "2024-07-08T10:00")
     r = buy_hold_returns(idx, [1.10, 1.12, 1.155])
     assert (1 + r).prod() - 1 == pytest.approx(1.155 / 1.10 - 1, rel=1e-12)
+
+
+def test_scale_gaps_are_quantile_differences_over_the_reference_range() -> None:
+    from reports.scale_check import gaps
+
+    ref = np.array([[-2.0, 0.0, 5.0], [0.0, 0.0, 5.0], [2.0, 0.0, 5.0]])  # q05, q50, q95 of 3 features
+    other = np.array([[-1.0, 0.0, 5.0], [0.5, 0.0, 5.0], [2.0, 1.0, 5.0]])
+    np.testing.assert_allclose(gaps(ref, other), [0.25, 0.0, 0.0])  # |-1 - -2| / 4; width 0 -> 0
+    np.testing.assert_array_equal(gaps(ref, ref), np.zeros(3))

@@ -15,7 +15,7 @@ import datetime as dt
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -32,7 +32,7 @@ from agents.mtf_marl.learner import MTFMARL, MTFMARLConfig
 from features.engine import DEFAULT_SPEC
 from feeds.paths import REPO_ROOT
 from training.args import TrainArgs
-from training.data import run_contexts
+from training.data import period_contexts, run_contexts
 from training.evaluate import evaluate_hierarchical, validation_score
 from training.hier_env import HierarchicalForexEnv
 from training.manifest import run_manifest
@@ -57,6 +57,10 @@ class Args(TrainArgs):
     """steps between resumable checkpoints (at the next episode boundary)"""
     resume: str = ""
     """a checkpoint folder written by this script (its ``last`` subfolder) to continue from"""
+    extra_symbols: tuple[str, ...] = ()
+    """more training data: these instruments' bars in the training period (whatever years the data hold), each in
+    envs with its own costs, pip value and margin (``configs/instruments.yaml``); the observations are scale-free
+    (z-scores, ratios: docs/research.md checks it). Validation and the drift ranges stay on SYMBOL"""
     progress: bool = True
     """show a progress bar"""
 
@@ -84,6 +88,15 @@ class Trainer:
         self.cfg = args.env_config()
         self.train_ctx, self.val_ctx, self.ranges = run_contexts(args, args.symbol, args.data)
         self.envs = [HierarchicalForexEnv(c, self.cfg) for c in self.train_ctx]
+        for sym in args.extra_symbols:
+            if sym.upper() == args.symbol.upper():
+                raise ValueError(f"--extra-symbols repeats the training symbol {args.symbol}")
+            cfg = replace(self.cfg, symbol=sym.upper())
+            ctx = period_contexts(sym.upper(), args.train_start, args.train_end, args.data or None)
+            if not ctx:
+                raise ValueError(f"no {sym} bars in the training period {args.train_start}..{args.train_end}")
+            self.train_ctx += ctx
+            self.envs += [HierarchicalForexEnv(c, cfg) for c in ctx]
         for k, env in enumerate(self.envs):
             env.np_random = np.random.default_rng([args.seed, k])
         lengths = np.array([len(c) - c.first_ready for c in self.train_ctx], float)

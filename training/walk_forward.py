@@ -96,6 +96,9 @@ class Args:
     """join a Ray cluster (auto or ray://HOST:PORT) instead of starting Ray on this machine"""
     runs: str = "runs/walk_forward"
     """training runs, selected checkpoints and walk_forward.json"""
+    extra_symbols: tuple[str, ...] = ()
+    """mtf_marl only: more training data, these instruments' bars in each fold's training years, with their own
+    costs (``train_mtf_marl --extra-symbols``); their test rows are then in sample and labelled so"""
     ensemble: bool = False
     """mtf_marl only: the fold's model is the seed ensemble (the mean action of every seed's best checkpoint,
     ``agents.mtf_marl.ensemble``), scored on validation as one model, instead of the best single seed"""
@@ -214,8 +217,9 @@ def evaluate_checkpoint(trainer: str, checkpoint: str, symbol: str, start: str, 
 
 
 def main(args: Args) -> dict[str, Any]:
-    if args.ensemble and set(args.trainers) != {"mtf_marl"}:
-        raise ValueError(f"--ensemble is built for mtf_marl checkpoints only; got trainers {list(args.trainers)}")
+    for flag, on in (("--ensemble", args.ensemble), ("--extra-symbols", bool(args.extra_symbols))):
+        if on and set(args.trainers) != {"mtf_marl"}:
+            raise ValueError(f"{flag} is built for mtf_marl only; got trainers {list(args.trainers)}")
     unknown = [t for t in args.trainers if t not in TRAINERS or t == "four_agent"]
     if unknown:
         raise ValueError(f"walk-forward trainers must be among {sorted(set(TRAINERS) - {'four_agent'})}; got {unknown}")
@@ -225,7 +229,8 @@ def main(args: Args) -> dict[str, Any]:
     folds = walk_forward_folds(years, args.first_test_year, list(args.test_years) or None)
     t0 = time.perf_counter()
     design = {"action_mode": args.action_mode, "min_hold_bars": args.min_hold_bars,
-              "turnover_penalty": args.turnover_penalty, "exec_minutes": args.exec_minutes, "reward": args.reward}
+              "turnover_penalty": args.turnover_penalty, "exec_minutes": args.exec_minutes, "reward": args.reward,
+              "extra_symbols": tuple(args.extra_symbols)}
     jobs = [(t, fold_plan(f, args), s, args.symbol, data, str(runs / f.name / f"{t}-s{s}"), design)
             for f in folds for t in args.trainers for s in args.seeds]
     run_ordered(train_run, jobs, args.workers, args.ray_address or None)
@@ -254,8 +259,10 @@ def main(args: Args) -> dict[str, Any]:
         for t in args.trainers:
             test = _period(y, y, args.days)
             by_time = y > folds[-1].val_year
+            trained = sym in {x.upper() for x in args.extra_symbols} and y in folds[-1].train_years
             rows.append(last[t] | {"fold": f"{folds[-1].name}-on-{sym}{y}", "symbol": sym, "test_start": test[0],
-                                   "test_end": test[1], "out_of_sample": "instrument and time" if by_time else
+                                   "test_end": test[1], "out_of_sample": "none (trained on these bars)" if trained
+                                   else "instrument and time" if by_time else
                                    "instrument only (its training years include this year)"})
             picked = last[t]["checkpoint"] is not None
             evals.append((t, str(runs / last[t]["checkpoint"]) if picked else last[t]["model_checkpoint"], sym,
