@@ -27,8 +27,6 @@ def feature_quantiles(symbol: str, start: str, end: str, data: str | None = None
     """(3, 16) quantiles (``QUANTILES``) of the M1 and H4 features of ``symbol`` over the period's bars after each
     context's warm-up."""
     ctx = period_contexts(symbol, start, end, data)
-    if not ctx:
-        raise ValueError(f"no {symbol} bars in {start}..{end}")
     out = {}
     for tf in ("m1", "h4"):
         x = np.concatenate([getattr(c, f"{tf}_features")[c.first_ready:] for c in ctx]).astype(np.float64)
@@ -37,11 +35,12 @@ def feature_quantiles(symbol: str, start: str, end: str, data: str | None = None
 
 
 def gaps(ref: np.ndarray, other: np.ndarray) -> np.ndarray:
-    """Per feature: the largest difference of the three quantiles, over the reference's 5-95 % range (0 where that
-    range is 0: a one-hot or a constant)."""
+    """Per feature: the largest difference of the three quantiles, over the reference's 5-95 % range; where that
+    range is 0 (a constant on the reference), 0 if the other's quantiles are the same and inf if not."""
     width = ref[2] - ref[0]
     diff = np.abs(other - ref).max(axis=0)
-    return np.divide(diff, width, out=np.zeros_like(diff), where=width > 0)
+    out = np.where(diff > 0, np.inf, 0.0)
+    return np.divide(diff, width, out=out, where=width > 0)
 
 
 def table(q: dict[str, dict[str, np.ndarray]], ref: str) -> str:
@@ -63,6 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--end", default="2017-12-31")
     p.add_argument("--data", default=None, help="M1 data folder; default $MTF_DATA_DIR or ../shared/data/fx")
     a = p.parse_args(argv)
+    if len({s.upper() for s in a.symbols}) < 2:
+        p.error("give at least two symbols: the first is the reference")
     q: dict[str, Any] = {s.upper(): feature_quantiles(s.upper(), a.start, a.end, a.data) for s in a.symbols}
     print(table(q, a.symbols[0].upper()))
     return 0

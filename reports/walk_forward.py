@@ -7,7 +7,8 @@ Reads ``RUNS/walk_forward.json`` (written by ``python -m training.walk_forward``
 agents: the test periods decided nothing) and backtests, per row, the fold's selected checkpoint of each trainer
 (or ``flat`` where the fold selected flat on validation) and, once per test period, ``sma_cross`` and
 ``buy_hold``. DSR trials: the selected checkpoint's manifest
-(every validation of every seed of the fold); 1 for the rule baselines.
+(every validation of every seed of the fold, plus the seed ensemble and flat where they competed; a fold that
+selected flat carries the same count); 1 for the rule baselines.
 """
 
 from __future__ import annotations
@@ -66,7 +67,8 @@ def markdown(plan: dict[str, Any], tasks: list[Task], rows: list[dict], command:
               f"The agents were also trained on {', '.join(a['extra_symbols'])} (`--extra-symbols`), so the last "
               "fold's rows on those instruments' training years are **in sample**. ")
            + "Every figure is a `run_backtest` run (costs included; "
-           "PSR against 0, DSR with the fold's trials: every validation of every seed).", "",
+           "PSR against 0, DSR with the fold's trials: every validation of every seed, plus the ensemble and flat "
+           "where they competed).", "",
            f"    python -m training.walk_forward {' '.join(_cli(a))}", f"    {command}", "",
            f"Target (design): Sharpe > {TARGET_SHARPE} with max drawdown < {TARGET_MAX_DD:.0%}.", "",
            "| fold | symbol | train | select | test | strategy | return | Sharpe | PSR | DSR | trials | max DD "
@@ -101,9 +103,10 @@ def _selected_flat(task: Task, trainers: list[str]) -> str | None:
 
 def _cli(a: dict[str, Any]) -> list[str]:
     skip = {"data", "ray_address"}
+    a = {"fallback_flat": False} | a  # written before flat was a candidate: the rule it was selected by
     out = []
     for k, v in a.items():
-        if k in skip or v in ("", ()):
+        if k in skip or v == "" or (isinstance(v, list | tuple) and not v):
             continue
         flag = "--" + k.replace("_", "-")
         if isinstance(v, bool):  # tyro's flag pair: --x / --no-x
@@ -134,6 +137,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     rows = [r["row"] for r in results]
+    for t, r in zip(tasks, rows, strict=True):  # a fold's flat selection competed with every candidate
+        agent = _selected_flat(t, plan["args"]["trainers"])
+        if agent:
+            fold = t.out.split("/")[-2]
+            picked = next(p for p in plan["rows"] if p["fold"] == fold and p["trainer"] == agent)
+            r["trials"], r["trials_note"] = picked["trials"], f"walk-forward {fold}: flat, selected on validation"
     command = "python -m reports.walk_forward " + " ".join(argv if argv is not None else sys.argv[1:])
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(markdown(plan, tasks, rows, command))

@@ -359,7 +359,9 @@ def test_more_training_data_from_other_instruments_keeps_each_ones_costs(tmp_pat
     assert syms[:len(alone.envs)] == ["EURUSD"] * len(alone.envs) and {"USDJPY", "XAUUSD"} <= set(syms)
     for e in both.envs:  # each env trades its own instrument (configs/instruments.yaml): pip 0.0001, 0.01, 0.1
         assert e.acct.inst.pip_size == {"EURUSD": 1e-4, "USDJPY": 1e-2, "XAUUSD": 0.1}[e.acct.inst.symbol]
-        assert e.ctx.index[0] >= pd.Timestamp("2017-01-01", tz="UTC")
+        price = float(e.ctx.close[e.ctx.first_ready])  # and its own bars (2017 price levels)
+        assert {"EURUSD": 0.9 < price < 1.3, "USDJPY": 100 < price < 125,
+                "XAUUSD": 1100 < price < 1400}[e.acct.inst.symbol]
     lengths = np.array([len(c) - c.first_ready for c in both.train_ctx], float)
     np.testing.assert_allclose(both.env_p, lengths / lengths.sum())
     assert len(both.env_p) == len(both.envs) and both.env_p[len(alone.envs):].sum() > 0.5  # 2 of 3 instruments

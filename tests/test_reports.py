@@ -125,5 +125,5 @@ def test_scale_gaps_are_quantile_differences_over_the_reference_range() -> None:
 
     ref = np.array([[-2.0, 0.0, 5.0], [0.0, 0.0, 5.0], [2.0, 0.0, 5.0]])  # q05, q50, q95 of 3 features
     other = np.array([[-1.0, 0.0, 5.0], [0.5, 0.0, 5.0], [2.0, 1.0, 5.0]])
-    np.testing.assert_allclose(gaps(ref, other), [0.25, 0.0, 0.0])  # |-1 - -2| / 4; width 0 -> 0
+    np.testing.assert_allclose(gaps(ref, other), [0.25, np.inf, 0.0])  # |-1 - -2| / 4; width 0: differs, same
     np.testing.assert_array_equal(gaps(ref, ref), np.zeros(3))

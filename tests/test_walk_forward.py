@@ -12,6 +12,7 @@ import pytest
 from reports import walk_forward as report
 from tests.ray_fixtures import ray_session  # noqa: F401
 from training import walk_forward
+from training.evaluate import validation_score
 from training.periods import Fold, walk_forward_folds
 
 
@@ -70,11 +71,11 @@ def test_tiny_walk_forward_trains_selects_tests_and_reports(tmp_path: Path, fx_d
     assert [x["seed"] for x in ens] == ["ensemble", "ensemble"] and ens[0]["trials"] == r["trials"] + 1
     ens_man = json.loads((tmp_path / "wf" / ens[0]["checkpoint"] / "manifest.json").read_text())
     assert ens_man["ensemble"]["members"] == 2 and ens_man["trials"] == ens[0]["trials"]
-    assert ens_man["walk_forward"]["score"] == ens[0]["score"]
+    assert ens_man["walk_forward"]["seed"] == "ensemble" and ens_man["seed"] == [0, 1]
     _, one = walk_forward.fold_ensemble([tmp_path / "wf" / "test2020" / "mtf_marl-s1"], (1,), tmp_path / "one",
                                         "EURUSD", fold, walk_forward.fold_plan(fold, args), str(fx_dir))
     assert one == seeds[1]["best_score"]
-    with pytest.raises(ValueError, match="mtf_marl checkpoints only"):
+    with pytest.raises(ValueError, match="built for mtf_marl only"):
         walk_forward.main(replace(args, ensemble=True, trainers=("mtf_marl", "td3")))
     assert report.main(["--runs", str(tmp_path / "wf"), "--baselines", "", "--history-days", "10", "--workers", "2",
                         "--no-progress", "--out", str(out)]) == 0  # the strategy trades the ensemble checkpoint
@@ -91,6 +92,7 @@ def test_tiny_walk_forward_trains_selects_tests_and_reports(tmp_path: Path, fx_d
     assert not (tmp_path / "wf" / "test2020" / "mtf_marl-selected").exists()
     for x in flat:
         te = x["test"]
+        assert validation_score(te) == 0.0  # what FLAT_SCORE stands for: the validation score flat earns
         assert (te["total_return"], te["sharpe"], te["active_days"], te["breaches"], te["max_total_dd"]) == (0, 0, 0,
                                                                                                           0, 0)
         assert te["bars"] > 0 and te["h4_decisions"] > 0
@@ -101,6 +103,7 @@ def test_tiny_walk_forward_trains_selects_tests_and_reports(tmp_path: Path, fx_d
     assert "mtf_marl meets it in 0 of 2 test periods" in md
     bt = json.loads((tmp_path / "wf" / "walk_forward_backtests.json").read_text())
     assert [(b["strategy"], b["trades"], b["total_return"]) for b in bt] == [("flat", 0, 0.0), ("flat", 0, 0.0)]
+    assert [b["trials"] for b in bt] == [flat[0]["trials"]] * 2  # flat won against every candidate: the DSR's count
 
 
 def _run(folder: Path, best: float, history: int, elapsed: float = 10.0) -> Path:
@@ -132,3 +135,28 @@ def test_selection_takes_flat_when_no_candidate_beats_it_on_validation(tmp_path:
         assert (sel["selected"], sel["seed"], sel["score"]) == ("checkpoint", want, scores[want])
         man = json.loads((dst / "manifest.json").read_text())
         assert man["trials"] == 6 + fallback and man["walk_forward"]["seed"] == want and not (dst / "stale").exists()
+
+
+@pytest.mark.parametrize(("score", "want"), [(-0.2, "flat"), (0.0, "flat"), (0.3, "ensemble")])
+def test_an_ensemble_competes_with_flat_as_one_model(tmp_path: Path, score: float, want: str) -> None:
+    runs = [_run(tmp_path / f"s{i}", sc, history=2) for i, sc in enumerate((0.5, 0.9))]  # its members scored well
+    ens = _run(tmp_path / "ens", 0.0, history=0) / "best"
+    sel = walk_forward.select("mtf_marl", runs, (0, 1), tmp_path / "selected", Fold(2020, 2019, (2017,)), True,
+                              (ens, score))
+    assert sel["trials"] == 4 + 1 + 1  # the seeds' validations, the ensemble, flat
+    if want == "flat":  # the members' own scores do not count: the ensemble is what would trade
+        assert (sel["selected"], sel["model_seed"], sel["model_score"]) == ("flat", "ensemble", score)
+    else:
+        assert (sel["selected"], sel["seed"], sel["score"]) == ("checkpoint", "ensemble", score)
+        assert json.loads((tmp_path / "selected" / "manifest.json").read_text())["trials"] == 6
+
+
+def test_a_finished_run_of_another_configuration_is_not_reused(tmp_path: Path) -> None:
+    run = _run(tmp_path / "s0", 0.1, history=1)
+    (run / "best" / "manifest.json").write_text(json.dumps({"args": {"action_mode": "free", "exec_minutes": 1}}))
+    walk_forward.check_design(run, "mtf_marl", {"action_mode": "free", "extra_symbols": ()})  # predates the lever
+    with pytest.raises(ValueError, match="exec_minutes: 1 there, 5 here"):
+        walk_forward.check_design(run, "mtf_marl", {"exec_minutes": 5})
+    with pytest.raises(ValueError, match="extra_symbols"):
+        walk_forward.check_design(run, "mtf_marl", {"extra_symbols": ("GBPUSD",)})
+    walk_forward.check_design(run, "td3", {"extra_symbols": ("GBPUSD",)})  # not a lever of that trainer

@@ -93,8 +93,6 @@ class Trainer:
                 raise ValueError(f"--extra-symbols repeats the training symbol {args.symbol}")
             cfg = replace(self.cfg, symbol=sym.upper())
             ctx = period_contexts(sym.upper(), args.train_start, args.train_end, args.data or None)
-            if not ctx:
-                raise ValueError(f"no {sym} bars in the training period {args.train_start}..{args.train_end}")
             self.train_ctx += ctx
             self.envs += [HierarchicalForexEnv(c, cfg) for c in ctx]
         for k, env in enumerate(self.envs):
@@ -137,8 +135,8 @@ class Trainer:
     def load(self, path: Path) -> None:
         tensors, man = load_checkpoint(path, DEFAULT_SPEC.to_dict(), ALGORITHM)
         if "ensemble" in man or "rng" not in man:
-            raise CheckpointError(f"{path} cannot be resumed: only a training run's own checkpoint (DIR/last or "
-                                  "DIR/best) holds the critic, optimisers, buffer and random states")
+            raise CheckpointError(f"{path} cannot be resumed: only a training run's DIR/last holds the critic, "
+                                  "optimisers, buffer and random states")
         for name, m in self.learner.modules(full=True).items():
             m.load_state_dict(tensors[name])
         torch.set_rng_state(tensors["torch_rng"])

@@ -122,12 +122,29 @@ def fold_plan(fold: Fold, args: Args) -> RunPlan:
                    learning_starts=args.learning_starts, eval_every=args.eval_every)
 
 
+def check_design(run: Path, trainer: str, design: dict[str, Any]) -> None:
+    """Refuse to reuse a finished run trained with other design levers than this walk-forward's (a folder from
+    another configuration); a lever the run's manifest predates counts as the trainer's default."""
+    man = json.loads((run / "best" / "manifest.json").read_text())["args"]
+    known = trainer_args(trainer, {})
+
+    def norm(v: Any) -> Any:  # JSON gives lists back
+        return list(v) if isinstance(v, list | tuple) else v
+
+    diff = [k for k, v in design.items() if hasattr(known, k) and norm(man.get(k, getattr(known, k))) != norm(v)]
+    if diff:
+        what = ", ".join(f"{k}: {man.get(k)!r} there, {design[k]!r} here" for k in diff)
+        raise ValueError(f"{run} was trained with other settings ({what}); give this configuration its own --runs "
+                         "folder")
+
+
 def train_run(trainer: str, plan: RunPlan, seed: int, symbol: str, data: str, out: str,
               design: dict[str, Any] | None = None) -> dict[str, Any]:
     """One training run (reused when finished; an MTF-MARL run continues from its last checkpoint). ``design``:
     the env-config levers (action mode, minimum hold, turnover penalty) every run of the walk-forward shares."""
     done = Path(out) / "train_summary.json"
     if done.is_file():
+        check_design(Path(out), trainer, design or {})
         return json.loads(done.read_text())
     settings = asdict(plan) | (design or {}) | {"seed": seed, "symbol": symbol, "data": data, "out": out,
                                                 "tensorboard": False}
@@ -169,8 +186,9 @@ def select(trainer: str, runs: list[Path], seeds: tuple[int, ...], dst: Path, fo
     shutil.copytree(source, dst)
     man = json.loads((dst / "manifest.json").read_text())
     man |= {"trials": candidates,
-            "trials_note": f"walk-forward {fold.name}: {what} on {fold.val_year}, against "
-                           f"{'flat and ' if fallback_flat else ''}{candidates - int(fallback_flat)} candidate(s)",
+            "trials_note": f"walk-forward {fold.name}: {what} on {fold.val_year}"
+                           f"{', against flat' if fallback_flat else ''}; {candidates} candidates looked at "
+                           "(every validation of every seed, the ensemble and flat where they competed)",
             "walk_forward": {"fold": asdict(fold), "seed": seed, "score": score}}
     (dst / "manifest.json").write_text(json.dumps(man, indent=2, default=str) + "\n")
     return {"selected": "checkpoint", "seed": seed, "score": score, "trials": candidates, "train_s": train_s,
@@ -194,7 +212,8 @@ def flat_policies() -> tuple[Any, Any]:
 def evaluate_checkpoint(trainer: str, checkpoint: str, symbol: str, start: str, end: str, data: str,
                         flat: bool = False) -> dict[str, Any]:
     """The checkpoint over a test period through the training envs (cached in the checkpoint's folder); with
-    ``flat``, a policy that never trades on the checkpoint's env config (the same account, costs and summary)."""
+    ``flat``, a policy that never trades on the checkpoint's env config (the same account, costs and summary; not
+    cached)."""
     ck = Path(checkpoint)
     if flat:
         man = json.loads((ck / "manifest.json").read_text())

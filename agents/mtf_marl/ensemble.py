@@ -9,10 +9,12 @@ obeys the same clamp, band and validator as any single checkpoint.
 An ensemble is one checkpoint folder in the usual format (``agents.common.checkpoint``): ``weights.pt`` holds the
 members' actors as ``h4_actor/<k>`` and ``m1_actor/<k>`` (critics are dropped: nothing acts with them), and
 ``manifest.json`` is the first member's with ``ensemble`` = {members, seeds, sources, rule} added. Members must share
-the feature specs, observation sizes, learner config (the actors' sizes), env config (costs, action mode, cadence)
-and symbol, or ``write_ensemble`` refuses them: their mean would mix two meanings of the same numbers.
+the feature specs, observation sizes, learner config (the actors' sizes), env config (costs, action mode, cadence),
+symbol and training data (periods, extra symbols), or ``write_ensemble`` refuses them: their mean would mix two
+meanings of the same numbers.
 ``agents.mtf_marl.checkpoint.load_mtf_marl_actors`` reads both kinds, so the strategy, the envs' evaluation and the
-walk-forward take an ensemble wherever they take a checkpoint.
+walk-forward take an ensemble wherever they take a checkpoint (``benchmarks/bench_latency.py`` times one member's
+torch actors and does not).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import numpy as np
 from agents.common.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 
 SHARED = ("algorithm", "feature_spec", "h4_feature_spec", "obs", "learner_config", "env_config", "symbol",
-          "history_days")
+          "history_days", "train_period", "val_period")
 """manifest fields every member must agree on"""
 
 
@@ -55,8 +57,12 @@ def write_ensemble(members: Sequence[Path], dst: Path, seeds: Sequence[int] | No
             raise CheckpointError(f"{path} is an ensemble already; give its members")
         mans.append(man)
         tensors[f"h4_actor/{k}"], tensors[f"m1_actor/{k}"] = t["h4_actor"], t["m1_actor"]
+    def data(man: dict) -> list:  # the training data beyond the periods (train_mtf_marl --extra-symbols)
+        return list(man.get("args", {}).get("extra_symbols", []))
+
     for k, man in enumerate(mans[1:], start=1):
         diff = [f for f in SHARED if man.get(f) != mans[0].get(f)]
+        diff += ["args.extra_symbols"] if data(man) != data(mans[0]) else []
         if diff:
             raise CheckpointError(f"{members[k]} differs from {members[0]} in {', '.join(diff)}: members of an "
                                   "ensemble must be trained alike")
