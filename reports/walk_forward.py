@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -143,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
             fold = t.out.split("/")[-2]
             picked = next(p for p in plan["rows"] if p["fold"] == fold and p["trainer"] == agent)
             r["trials"], r["trials_note"] = picked["trials"], f"walk-forward {fold}: flat, selected on validation"
-    command = "python -m reports.walk_forward " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = "python -m reports.walk_forward " + shlex.join(argv if argv is not None else sys.argv[1:])
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(markdown(plan, tasks, rows, command))
     (runs / "walk_forward_backtests.json").write_text(json.dumps(rows, indent=2) + "\n")
