@@ -32,6 +32,11 @@ SHARED = ("algorithm", "feature_spec", "h4_feature_spec", "obs", "learner_config
 """manifest fields every member must agree on"""
 
 
+def _extra_symbols(man: dict[str, Any]) -> list[str]:
+    """The training data beyond the periods (``train_mtf_marl --extra-symbols``; absent in older manifests)."""
+    return list(man.get("args", {}).get("extra_symbols", []))
+
+
 class MeanActor:
     """The mean of several actors' actions (each maps an observation to an action in [-1, 1]^2)."""
 
@@ -57,12 +62,9 @@ def write_ensemble(members: Sequence[Path], dst: Path, seeds: Sequence[int] | No
             raise CheckpointError(f"{path} is an ensemble already; give its members")
         mans.append(man)
         tensors[f"h4_actor/{k}"], tensors[f"m1_actor/{k}"] = t["h4_actor"], t["m1_actor"]
-    def data(man: dict) -> list:  # the training data beyond the periods (train_mtf_marl --extra-symbols)
-        return list(man.get("args", {}).get("extra_symbols", []))
-
     for k, man in enumerate(mans[1:], start=1):
         diff = [f for f in SHARED if man.get(f) != mans[0].get(f)]
-        diff += ["args.extra_symbols"] if data(man) != data(mans[0]) else []
+        diff += ["args.extra_symbols"] if _extra_symbols(man) != _extra_symbols(mans[0]) else []
         if diff:
             raise CheckpointError(f"{members[k]} differs from {members[0]} in {', '.join(diff)}: members of an "
                                   "ensemble must be trained alike")
