@@ -60,6 +60,9 @@ def test_members_trained_differently_are_refused(tmp_path: Path) -> None:
     other_symbol = _perturbed(COMMITTED, tmp_path / "c", 2, symbol="GBPUSD")
     with pytest.raises(CheckpointError, match="symbol"):
         write_ensemble([COMMITTED, other_symbol], tmp_path / "ens")
+    more_data = _perturbed(COMMITTED, tmp_path / "d", 3, args=man["args"] | {"extra_symbols": ["GBPUSD"]})
+    with pytest.raises(CheckpointError, match="args.extra_symbols"):
+        write_ensemble([COMMITTED, more_data], tmp_path / "ens")
     ens = write_ensemble([COMMITTED], tmp_path / "one")
     with pytest.raises(CheckpointError, match="ensemble already"):
         write_ensemble([ens, COMMITTED], tmp_path / "nested")
