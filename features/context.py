@@ -2,7 +2,8 @@
 
 Built by the backtest and by the training envs from the same function, so both see identical numbers:
 M1 features, the features of the newest *complete* H4 bar (``feeds.resample`` rule), the H4 ATR that the
-pre-trade validator uses, and the range-based volume substitute. Indexed by M1 bar position.
+pre-trade validator uses, the range-based volume substitute and, when asked for, the market block
+(``features.market``: sessions, levels, slower returns, carry, macro changes). Indexed by M1 bar position.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import pandas as pd
 import talib
 
 from features.engine import DEFAULT_SPEC, N_FEATURES, FeatureSpec, compute_features, volume_ratio
+from features.market import DEFAULT_MARKET_SPEC, market_block, swap_differential
 from feeds.loaders import to_utc
 from feeds.resample import completed_index, htf_bars, index_minutes
 
@@ -50,6 +52,7 @@ class MarketContext:
     h4_pos: np.ndarray  # row of the newest complete H4 bar, -1 before the first
     volume_ratio: np.ndarray  # range-based substitute for volume (our data have none)
     first_ready: int
+    market: np.ndarray | None = None  # (n, features.market.N_MARKET) float32, or None: not asked for
 
     def __len__(self) -> int:
         return len(self.minutes)
@@ -66,8 +69,11 @@ class MarketContext:
 
 
 def build_context(m1: pd.DataFrame, macro: pd.DataFrame | None, h4_offset_minutes: int = 0,
-                  spec: FeatureSpec = DEFAULT_SPEC, trade_from: str | pd.Timestamp | None = None) -> MarketContext:
-    """:param trade_from: bars before this time are history (features, statistics), never decided on"""
+                  spec: FeatureSpec = DEFAULT_SPEC, trade_from: str | pd.Timestamp | None = None,
+                  market=None) -> MarketContext:
+    """:param trade_from: bars before this time are history (features, statistics), never decided on
+    :param market: the traded ``brokers.instruments.Instrument``: compute the market block for it (its carry);
+        the first decision then waits until the block is defined (a previous week in the data)"""
     n = len(m1)
     h4 = htf_bars(m1, H4_MINUTES, h4_offset_minutes)
     pos = completed_index(n, h4)
@@ -84,11 +90,15 @@ def build_context(m1: pd.DataFrame, macro: pd.DataFrame | None, h4_offset_minute
     if trade_from is not None:
         start = to_utc(trade_from, "trade_from", whole_day_end=False)
         first_ready = max(first_ready, int(m1.index.searchsorted(start)))
+    block = None
+    if market is not None:
+        block, block_ready = market_block(m1, macro, swap_differential(market), DEFAULT_MARKET_SPEC)
+        first_ready = max(first_ready, block_ready)
     vr = volume_ratio(m1["high"].to_numpy(np.float64), m1["low"].to_numpy(np.float64))
     return MarketContext(
         index=m1.index, minutes=index_minutes(m1.index),
         open=m1["open"].to_numpy(np.float64), high=m1["high"].to_numpy(np.float64),
         low=m1["low"].to_numpy(np.float64), close=m1["close"].to_numpy(np.float64),
         m1_features=compute_features(m1, macro, spec), h4_features=aligned, h4_atr=atr, h4_pos=pos,
-        volume_ratio=np.nan_to_num(vr, nan=1.0), first_ready=min(first_ready, n),
+        volume_ratio=np.nan_to_num(vr, nan=1.0), first_ready=min(first_ready, n), market=block,
     )

@@ -124,7 +124,8 @@ def run_backtest(strategy: str | type[FxStrategy], m1: pd.DataFrame, config: Bac
     broker.set_data(feed)
     cerebro.setbroker(broker)
     validator = PreTradeValidator(inst, on_excess=config.on_excess)
-    ctx = build_context(m1, load_macro(), config.h4_offset_minutes, trade_from=m1.index[first]) \
+    market = inst if cls.needs_market_block(dict(config.strategy_params)) else None
+    ctx = build_context(m1, load_macro(), config.h4_offset_minutes, trade_from=m1.index[first], market=market) \
         if cls.uses_context and config.precompute_features else None
     if config.trade_from is not None and ctx is not None and first < ctx.first_ready < len(ctx):
         log.warning("%s: the features need more history than was loaded before %s; first decision at %s",

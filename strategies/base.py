@@ -97,6 +97,11 @@ class FxStrategy(bt.Strategy):
         """Complete bars each timeframe ("m5", "h4") needs before the strategy can run at all."""
         return {}
 
+    @classmethod
+    def needs_market_block(cls, params: dict) -> bool:
+        """Whether the precomputed context must hold the market block (``features.market``) for these params."""
+        return False
+
     def trading(self) -> bool:
         """Whether orders may go out on this bar: the trading period has begun (the bar is not history), and a live
         feed is not catching up on bars that closed while it was disconnected (only the newest is traded on)."""
@@ -150,6 +155,12 @@ class AgentStrategy(FxStrategy):
         load (``CheckpointError`` otherwise)."""
         raise NotImplementedError
 
+    @classmethod
+    def needs_market_block(cls, params: dict) -> bool:
+        """A checkpoint trained with the market block (``EnvConfig.market_features``) needs it in the context."""
+        path = Path(params["checkpoint"]) if params.get("checkpoint") else cls.default_checkpoint
+        return bool(cls.read_manifest(path)["env_config"].get("market_features", False))
+
     def load(self, path: Path) -> dict[str, Any]:
         """Load the agents from ``path`` and return the checkpoint's manifest."""
         raise NotImplementedError
@@ -166,6 +177,11 @@ class AgentStrategy(FxStrategy):
         if self.symbol_mismatch:
             log.warning("checkpoint trained on %s, trading %s", self.symbol_mismatch, self.inst.symbol)
         self.max_exposure = float(self.manifest["env_config"]["max_exposure"])
+        if self.manifest["env_config"].get("market_features", False) and getattr(self.ctx, "market", None) is None:
+            raise ValueError(f"{path} was trained with the market block (features/market.py), which only a "
+                             "precomputed context holds so far: run it through strategies.backtest.run_backtest (or "
+                             "pass context=build_context(m1, macro, market=instrument)); the incremental driver of "
+                             "live trading and a plain Cerebro does not compute the block yet")
         self.obs: ObservationBuilder | None = None
         ranges = self.manifest.get("feature_ranges")
         self.drift = DriftMonitor(ranges) if ranges else None

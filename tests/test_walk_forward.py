@@ -160,3 +160,6 @@ def test_a_finished_run_of_another_configuration_is_not_reused(tmp_path: Path) -
     with pytest.raises(ValueError, match="extra_symbols"):
         walk_forward.check_design(run, "mtf_marl", {"extra_symbols": ("GBPUSD",)})
     walk_forward.check_design(run, "td3", {"extra_symbols": ("GBPUSD",)})  # not a lever of that trainer
+    walk_forward.check_design(run, "mtf_marl", {"market_features": False})  # predates it: the default
+    with pytest.raises(ValueError, match="market_features: None there, True here"):
+        walk_forward.check_design(run, "mtf_marl", {"market_features": True})

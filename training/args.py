@@ -72,8 +72,12 @@ class TrainArgs(RunPlan):
     reward: Literal["pnl_vol", "dsr"] = "pnl_vol"
     """P&L part of the joint reward: pnl_vol (P&L over the market's volatility) or dsr (its differential Sharpe
     ratio, training/rewards.py); the drawdown penalties are the same"""
+    market_features: bool = False
+    """add the market block to every observation (features/market.py: sessions, rollover, the previous day's and
+    week's high/low, H1/H4/D1 returns, volatility ratios, carry, macro changes)"""
 
     def env_config(self) -> EnvConfig:
         return EnvConfig(symbol=self.symbol, episode_bars=self.episode_bars, max_exposure=self.max_exposure,
                          action_mode=self.action_mode, min_hold_bars=self.min_hold_bars,
-                         turnover_penalty=self.turnover_penalty, exec_minutes=self.exec_minutes, reward=self.reward)
+                         turnover_penalty=self.turnover_penalty, exec_minutes=self.exec_minutes, reward=self.reward,
+                         market_features=self.market_features)

@@ -1,7 +1,8 @@
 """Single-agent forex env for stable-baselines3, on the same broker core as the Backtrader backtest.
 
 Observation (24, float32): the shared state of ``agents.common.observations`` (16 M1 features, then the 8
-``ACCOUNT_FEATURES``), built by the same object the Backtrader strategies use. Action Box(2) in [-1, 1]:
+``ACCOUNT_FEATURES``; then the market block when the context has one),
+built by the same object the Backtrader strategies use. Action Box(2) in [-1, 1]:
 target position and exit confidence, mapped by ``risk.actions.single_target`` and sized by the pre-trade validator.
 
 One step = one M1 bar. The action is decided on bar ``i``'s close; its order fills at bar ``i+1``'s open
@@ -40,7 +41,8 @@ class ForexEnv(gym.Env):
         self.ctx = ctx
         self.acct = Account(ctx, self.cfg)
         self.inst = self.acct.inst
-        self.observation_space = gym.spaces.Box(-OBS_CLIP, OBS_CLIP, shape=(OBS_DIM,), dtype=np.float32)
+        self.observation_space = gym.spaces.Box(-OBS_CLIP, OBS_CLIP, shape=(self.acct.obs.dims.state,),
+                                                dtype=np.float32)
         self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32)
         self._next_start = ctx.first_ready
         self.i = self.end = 0

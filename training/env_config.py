@@ -36,6 +36,8 @@ class EnvConfig:
     :param dsr_eta: the differential Sharpe ratio's EMA rate per bar
     :param exec_minutes: the M1 executor's cadence (``agents.mtf_marl.cadence``): 1, every M1 bar; 5 / 15, each
         completed M5 / M15 bar
+    :param market_features: the observations end with the market block (``features.market``: sessions, levels,
+        slower returns and volatilities, carry, macro changes); the contexts must be built with it
     """
 
     symbol: str = "EURUSD"
@@ -58,6 +60,7 @@ class EnvConfig:
     exec_minutes: int = 1
     reward: str = "pnl_vol"
     dsr_eta: float = 1.0 / 1440
+    market_features: bool = False
 
     def __post_init__(self) -> None:
         check_exec_minutes(self.exec_minutes)

@@ -9,7 +9,8 @@ to a target position through ``risk.actions.joint_target_for`` (|target| <= limi
 validator sizes it; fills, costs and drawdown enforcement are the shared broker core's, as in the single-agent env
 and the backtest.
 
-Observations come from ``agents.common.observations`` (H4: 22, M1: 23). The M1 agent sees the director's decision:
+Observations come from ``agents.common.observations`` (H4: 22, M1: 23; more with the market
+block). The M1 agent sees the director's decision:
 the M1 observation returned by ``step``/``reset`` shows the action in force; on a step where the director
 decides (``h4_decision_due()``), call ``m1_obs(h4_action)`` to show the M1 agent the new one before it acts.
 Reward: one joint cooperative reward (``training.account.Account.reward``) for both agents.
@@ -40,6 +41,7 @@ class HierarchicalForexEnv:
 
     h4_observation_space = gym.spaces.Box(-OBS_CLIP, OBS_CLIP, shape=(H4_OBS_DIM,), dtype=np.float32)
     m1_observation_space = gym.spaces.Box(-OBS_CLIP, OBS_CLIP, shape=(M1_OBS_DIM,), dtype=np.float32)
+    """the default sizes; an env over a context with the market block has its own, larger ones"""
     action_space = _BOX2
 
     def __init__(self, ctx: MarketContext, config: EnvConfig | None = None) -> None:
@@ -47,6 +49,10 @@ class HierarchicalForexEnv:
         self.ctx = ctx
         self.acct = Account(ctx, self.cfg)
         self.inst = self.acct.inst
+        dims = self.acct.obs.dims
+        if dims.h4 != H4_OBS_DIM:
+            self.h4_observation_space = gym.spaces.Box(-OBS_CLIP, OBS_CLIP, shape=(dims.h4,), dtype=np.float32)
+            self.m1_observation_space = gym.spaces.Box(-OBS_CLIP, OBS_CLIP, shape=(dims.m1,), dtype=np.float32)
         self._h4_pos = ctx.h4_pos.tolist()
         self._next_start = ctx.first_ready
         self.np_random = np.random.default_rng()
@@ -135,8 +141,7 @@ class HierarchicalParallelEnv(ParallelEnv):
     def __init__(self, ctx: MarketContext, config: EnvConfig | None = None) -> None:
         self.env = HierarchicalForexEnv(ctx, config)
         self.agents: list[str] = []
-        self._obs_spaces = {"h4": HierarchicalForexEnv.h4_observation_space,
-                            "m1": HierarchicalForexEnv.m1_observation_space}
+        self._obs_spaces = {"h4": self.env.h4_observation_space, "m1": self.env.m1_observation_space}
 
     def observation_space(self, agent: str) -> gym.spaces.Box:
         return self._obs_spaces[agent]

@@ -249,6 +249,9 @@ class Trainer:
         torch.manual_seed(args.seed)
         self.rng = np.random.default_rng(args.seed)
         self.cfg = args.env_config()
+        if self.cfg.market_features:
+            raise ValueError("--market-features is built for mtf_marl only; the four-agent system has its own inputs "
+                             "(features/matrices.py, with the macro changes in the Regime matrix)")
         self.train_ctx, self.val_ctx, self.ranges = run_contexts(args, args.symbol, args.data)
         macro = MacroTable.from_frame(load_macro())
         self.train_mm = [context_matrices(c, macro) for c in self.train_ctx]

@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from agents.common.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from agents.common.networks import NumpyActor
-from agents.common.observations import H4_OBS_DIM, M1_BIAS_SLOT, M1_LIMIT_SLOT, M1_OBS_DIM, STATE_DIM
+from agents.common.observations import M1_BIAS_SLOT, M1_LIMIT_SLOT, obs_dims
 from agents.mtf_marl.buffer import JointReplayBuffer
 from agents.mtf_marl.learner import MTFMARL, MTFMARLConfig
 from features.engine import DEFAULT_SPEC
@@ -73,8 +73,9 @@ def learner_config(args: Args) -> MTFMARLConfig:
 
 
 def manifest(args: Args, step: int, extra: dict | None = None, ranges: dict | None = None) -> dict:
+    d = obs_dims(args.market_features)
     return run_manifest(args, ALGORITHM, step, ranges) | {
-        "obs": {"state": STATE_DIM, "h4": H4_OBS_DIM, "m1": M1_OBS_DIM, "m1_h4_slots": [M1_LIMIT_SLOT, M1_BIAS_SLOT]},
+        "obs": {"state": d.state, "h4": d.h4, "m1": d.m1, "m1_h4_slots": [M1_LIMIT_SLOT, M1_BIAS_SLOT]},
         "learner_config": learner_config(args).to_dict(), **(extra or {})}
 
 
@@ -86,28 +87,29 @@ class Trainer:
         torch.manual_seed(args.seed)
         self.rng = np.random.default_rng(args.seed)
         self.cfg = args.env_config()
-        self.train_ctx, self.val_ctx, self.ranges = run_contexts(args, args.symbol, args.data)
+        market = self.cfg.market_features
+        self.train_ctx, self.val_ctx, self.ranges = run_contexts(args, args.symbol, args.data, market)
         self.envs = [HierarchicalForexEnv(c, self.cfg) for c in self.train_ctx]
         for sym in args.extra_symbols:
             if sym.upper() == args.symbol.upper():
                 raise ValueError(f"--extra-symbols repeats the training symbol {args.symbol}")
             cfg = replace(self.cfg, symbol=sym.upper())
-            ctx = period_contexts(sym.upper(), args.train_start, args.train_end, args.data or None)
+            ctx = period_contexts(sym.upper(), args.train_start, args.train_end, args.data or None, market=market)
             self.train_ctx += ctx
             self.envs += [HierarchicalForexEnv(c, cfg) for c in ctx]
         for k, env in enumerate(self.envs):
             env.np_random = np.random.default_rng([args.seed, k])
         lengths = np.array([len(c) - c.first_ready for c in self.train_ctx], float)
         self.env_p = lengths / lengths.sum()
-        self.learner = MTFMARL(STATE_DIM, H4_OBS_DIM, M1_OBS_DIM, (M1_LIMIT_SLOT, M1_BIAS_SLOT),
-                               learner_config(args))
+        d = obs_dims(market)
+        self.learner = MTFMARL(d.state, d.h4, d.m1, (M1_LIMIT_SLOT, M1_BIAS_SLOT), learner_config(args))
         cap = args.buffer_size  # not capped by total_steps: a resumed run must keep the same ring buffer
-        self.buffer = JointReplayBuffer(cap, STATE_DIM, H4_OBS_DIM, M1_OBS_DIM)
+        self.buffer = JointReplayBuffer(cap, *d)
         self.own_h4 = args.buffer == "separate" or args.h4_credit == "smdp"
         if self.own_h4:
             # the director's own transitions, one per decision: one-step ones for the separate-buffers
             # ablation (no shared experience), option transitions for semi-MDP credit
-            self.h4_buffer = JointReplayBuffer(max(1, cap // 60), STATE_DIM, H4_OBS_DIM, M1_OBS_DIM)
+            self.h4_buffer = JointReplayBuffer(max(1, cap // 60), *d)
         self.step = 0
         self.best_score = -np.inf
         self.history: list[dict] = []

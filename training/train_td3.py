@@ -150,6 +150,9 @@ def main(args: Args) -> dict:
     out = Path(args.out) if args.out else REPO_ROOT / "runs" / f"train-{ALGORITHM}-{stamp}"
     out.mkdir(parents=True, exist_ok=True)
     cfg = args.env_config()
+    if cfg.market_features:
+        raise ValueError("--market-features is built for mtf_marl only (the TD3 checkpoint loader and strategy read "
+                         "the 24-D state); train mtf_marl with it")
     train_ctx, val_ctx, ranges = run_contexts(args, args.symbol, args.data)
     env = SegmentedForexEnv(train_ctx, cfg)
     # TD3(seed=...) seeds Python, NumPy (the action noise draws from it), torch, the action space, and the

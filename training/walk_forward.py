@@ -99,6 +99,9 @@ class Args:
     extra_symbols: tuple[str, ...] = ()
     """mtf_marl only: more training data, these instruments' bars in each fold's training years, with their own
     costs (``train_mtf_marl --extra-symbols``); their test rows are then in sample and labelled so"""
+    market_features: bool = False
+    """mtf_marl only: the observations end with the market block (``features.market``: sessions, levels, slower
+    returns and volatilities, carry, macro changes)"""
     ensemble: bool = False
     """mtf_marl only: the fold's model is the seed ensemble (the mean action of every seed's best checkpoint,
     ``agents.mtf_marl.ensemble``), scored on validation as one model, instead of the best single seed"""
@@ -218,13 +221,15 @@ def evaluate_checkpoint(trainer: str, checkpoint: str, symbol: str, start: str, 
     if flat:
         man = json.loads((ck / "manifest.json").read_text())
         cfg = replace(EnvConfig.from_dict(man["env_config"]), symbol=symbol)
-        return evaluate_hierarchical(period_contexts(symbol, start, end, data or None), cfg, *flat_policies())
+        ctx = period_contexts(symbol, start, end, data or None, market=cfg.market_features)
+        return evaluate_hierarchical(ctx, cfg, *flat_policies())
     key = {"symbol": symbol, "period": [start, end],
            "weights": hashlib.sha256((ck / "weights.pt").read_bytes()).hexdigest()}
     cache = ck / f"test_{symbol}_{start}_{end}.json"
     if cache.is_file() and json.loads(cache.read_text())["key"] == key:
         return json.loads(cache.read_text())["result"]
-    ctx = period_contexts(symbol, start, end, data or None)
+    market = json.loads((ck / "manifest.json").read_text())["env_config"].get("market_features", False)
+    ctx = period_contexts(symbol, start, end, data or None, market=market)
     if trainer == "td3":
         actor, man = load_td3_actor(ck)
         res = evaluate_single(ctx, replace(EnvConfig.from_dict(man["env_config"]), symbol=symbol), actor)
@@ -236,7 +241,8 @@ def evaluate_checkpoint(trainer: str, checkpoint: str, symbol: str, start: str, 
 
 
 def main(args: Args) -> dict[str, Any]:
-    for flag, on in (("--ensemble", args.ensemble), ("--extra-symbols", bool(args.extra_symbols))):
+    for flag, on in (("--ensemble", args.ensemble), ("--extra-symbols", bool(args.extra_symbols)),
+                     ("--market-features", args.market_features)):
         if on and set(args.trainers) != {"mtf_marl"}:
             raise ValueError(f"{flag} is built for mtf_marl only; got trainers {list(args.trainers)}")
     unknown = [t for t in args.trainers if t not in TRAINERS or t == "four_agent"]
@@ -249,7 +255,7 @@ def main(args: Args) -> dict[str, Any]:
     t0 = time.perf_counter()
     design = {"action_mode": args.action_mode, "min_hold_bars": args.min_hold_bars,
               "turnover_penalty": args.turnover_penalty, "exec_minutes": args.exec_minutes, "reward": args.reward,
-              "extra_symbols": tuple(args.extra_symbols)}
+              "extra_symbols": tuple(args.extra_symbols), "market_features": args.market_features}
     jobs = [(t, fold_plan(f, args), s, args.symbol, data, str(runs / f.name / f"{t}-s{s}"), design)
             for f in folds for t in args.trainers for s in args.seeds]
     run_ordered(train_run, jobs, args.workers, args.ray_address or None)

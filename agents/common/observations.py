@@ -15,17 +15,22 @@ Slots after the 16 features are addressed by name (``S``, ``H4``, ``M1``: name -
 * M1 executor (23): the 16 M1 features, then position (fraction of max lots), cash balance change, spread
   cost (spread / H4 ATR), volume ratio (range-based substitute: our data have no volume), 15-minute
   momentum (in H4 ATRs), and the director's limit and trend bias (slots ``M1_LIMIT_SLOT``, ``M1_BIAS_SLOT``).
+
+With a market block in the context (``features.market``, opt-in: ``EnvConfig.market_features``) all three end with
+its ``N_MARKET`` values at the bar (``obs_dims``): the slots above keep their numbers.
 """
 
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 
 from brokers.instruments import Instrument
 from features.context import MarketContext
 from features.engine import FEATURE_NAMES, N_FEATURES
+from features.market import MARKET_NAMES, N_MARKET
 from risk.actions import max_lots_for
 from risk.drawdown import DrawdownRules
 
@@ -47,6 +52,28 @@ H4_OBS_DIM = N_FEATURES + len(H4_EXTRA)
 M1_OBS_DIM = N_FEATURES + len(M1_EXTRA)
 M1_LIMIT_SLOT, M1_BIAS_SLOT = M1["h4_limit"], M1["h4_bias"]
 MOMENTUM_BARS = 15
+
+
+class ObsDims(NamedTuple):
+    state: int
+    h4: int
+    m1: int
+
+
+def obs_dims(market: bool) -> ObsDims:
+    """Observation sizes without or with the market block."""
+    k = N_MARKET if market else 0
+    return ObsDims(STATE_DIM + k, H4_OBS_DIM + k, M1_OBS_DIM + k)
+
+
+def obs_names(market: bool) -> dict[str, tuple[str, ...]]:
+    """The name of every slot of the H4 and M1 observations, for reports: the H4 bar's features prefixed ``h4_``, the
+    director's copy of the H4 ADX (its slot ``h4_adx``) named ``h4_adx_slot``."""
+    block = MARKET_NAMES if market else ()
+    return {"h4": (*(f"h4_{n}" for n in FEATURE_NAMES), *(f"{n}_slot" if n == "h4_adx" else n for n in H4_EXTRA),
+                   *block),
+            "m1": (*FEATURE_NAMES, *M1_EXTRA, *block)}
+
 _ADX, _VIX, _YC = (FEATURE_NAMES.index(n) for n in ("adx", "vix", "yield_curve"))
 
 
@@ -68,8 +95,11 @@ class ObservationBuilder:
         self._atr = ctx.h4_atr.tolist()
         self._vol = ctx.volume_ratio.tolist()
         self._alpha7 = 1.0 - 0.5 ** (1.0 / (7 * 1440))
-        for name in ("m1_features", "h4_features"):  # features arrive clipped; only account slots need it here
-            a = getattr(ctx, name)
+        self._market = getattr(ctx, "market", None)
+        self.dims = obs_dims(self._market is not None)
+        # features arrive clipped; only account slots need it here
+        for name in ("m1_features", "h4_features", "market"):
+            a = getattr(ctx, name, None)
             if isinstance(a, np.ndarray) and len(a) and float(np.abs(a).max()) > OBS_CLIP:
                 raise ValueError(f"{name} exceed +-{OBS_CLIP}: the feature spec's clip must not be larger")
         self.reset()
@@ -98,7 +128,7 @@ class ObservationBuilder:
         return i - self.entry_bar if sim.lots else 0
 
     def shared(self, i: int, sim, guard) -> np.ndarray:
-        out = np.empty(STATE_DIM, np.float32)
+        out = np.empty(self.dims.state, np.float32)
         out[:N_FEATURES] = self.ctx.m1_features[i]
         eq, r = sim.equity, self.rules
         out[S["position"]] = _clip(sim.lots / self.max_lots if self.max_lots > 0 else 0.0)
@@ -110,11 +140,13 @@ class ObservationBuilder:
         atr = self._atr[i]
         out[S["spread_atr"]] = _clip(sim.spread / atr if atr > 0 else 0.0)
         out[S["margin_ratio"]] = _clip(sim.margin_used / eq if eq > 0 else OBS_CLIP)
+        if self._market is not None:
+            out[STATE_DIM:] = self._market[i]
         return out
 
     def h4(self, i: int, sim, guard) -> np.ndarray:
         f = self.ctx.h4_features[i]
-        out = np.empty(H4_OBS_DIM, np.float32)
+        out = np.empty(self.dims.h4, np.float32)
         out[:N_FEATURES] = f
         out[H4["equity_change"]] = _clip(10.0 * (sim.equity / self.cash - 1.0))
         out[H4["total_dd_ratio"]] = _clip(guard.total_dd / self.rules.total_limit)
@@ -122,10 +154,12 @@ class ObservationBuilder:
         out[H4["portfolio_vol"]] = _clip(100.0 * math.sqrt(self.var7 * 1440.0))
         out[H4["macro_turbulence"]] = _clip(f[_VIX] + max(0.0, -float(f[_YC])))
         out[H4["h4_adx"]] = _clip(f[_ADX])
+        if self._market is not None:
+            out[H4_OBS_DIM:] = self._market[i]
         return out
 
     def m1(self, i: int, sim, limit: float, bias: float) -> np.ndarray:
-        out = np.empty(M1_OBS_DIM, np.float32)
+        out = np.empty(self.dims.m1, np.float32)
         out[:N_FEATURES] = self.ctx.m1_features[i]
         out[M1["position"]] = _clip(sim.lots / self.max_lots if self.max_lots > 0 else 0.0)
         out[M1["balance_change"]] = _clip(10.0 * (sim.balance / self.cash - 1.0))
@@ -136,4 +170,6 @@ class ObservationBuilder:
         out[M1["momentum"]] = _clip((c[i] - c[max(0, i - MOMENTUM_BARS)]) / atr if atr > 0 else 0.0)
         out[M1["h4_limit"]] = _clip(limit)
         out[M1["h4_bias"]] = _clip(bias)
+        if self._market is not None:
+            out[M1_OBS_DIM:] = self._market[i]
         return out

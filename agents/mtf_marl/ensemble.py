@@ -28,7 +28,7 @@ import numpy as np
 from agents.common.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 
 SHARED = ("algorithm", "feature_spec", "h4_feature_spec", "obs", "learner_config", "env_config", "symbol",
-          "history_days", "train_period", "val_period")
+          "history_days", "train_period", "val_period", "market_spec")
 """manifest fields every member must agree on"""
 
 
