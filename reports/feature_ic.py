@@ -28,32 +28,48 @@ from feeds.paths import fx_data_dir
 from training.data import period_contexts
 from training.periods import find_periods
 
+INPUTS: tuple[str, ...] = (*FEATURE_NAMES, *(f"h4_{f}" for f in FEATURE_NAMES), *MARKET_NAMES)
 
-def year_ic(symbol: str, year: int, horizon: int,
-            data: str | None = None) -> tuple[dict[str, float], float, int, float]:
-    """(IC per input, mean |forward move| in pips, decision points, median close) for one year of ``symbol``."""
+
+def year_points(symbol: str, year: int, horizon: int, data: str | None = None) -> dict[str, np.ndarray]:
+    """One year's hourly points of ``symbol``: inputs ``x`` (points, ``INPUTS``), forward log return ``fwd`` from the
+    bar's close to the close ``horizon`` minutes later (points whose bar that far ahead is missing are dropped), the
+    move in pips, the close, the bar's open minute (since the epoch) and the segment of each point."""
     inst = get_instrument(symbol)
-    ics: dict[str, list[float]] = {}
-    moves, closes, n = [], [], 0
-    for c in period_contexts(symbol, f"{year}-01-01", f"{year}-12-31", data, market=True):
+    parts = []
+    for k, c in enumerate(period_contexts(symbol, f"{year}-01-01", f"{year}-12-31", data, market=True)):
         i = np.arange(c.first_ready, len(c) - 1)
         i = i[(c.minutes[i] + 1) % 60 == 0]  # bars that close a UTC hour
-        j = np.searchsorted(c.minutes, c.minutes[i] + horizon)  # the bar that opens `horizon` minutes later
-        keep = (j < len(c)) & (c.minutes[np.minimum(j, len(c) - 1)] == c.minutes[i] + horizon)
-        i, j = i[keep], j[keep] - 1  # its previous bar closes then
+        j = np.searchsorted(c.minutes, c.minutes[i] + horizon)  # the bar opening horizon minutes after bar i does:
+        keep = (j < len(c)) & (c.minutes[np.minimum(j, len(c) - 1)] == c.minutes[i] + horizon)  # closes that much later
+        i, j = i[keep], j[keep]
         fwd = np.log(c.close[j] / c.close[i])
-        x = np.hstack([c.m1_features[i], c.h4_features[i], c.market[i]])
-        for k, name in enumerate((*FEATURE_NAMES, *(f"h4_{f}" for f in FEATURE_NAMES), *MARKET_NAMES)):
-            ics.setdefault(name, []).append(len(i))
-            ics[name].append(float(spearmanr(x[:, k], fwd).statistic) if np.ptp(x[:, k]) > 0 else np.nan)
-        moves.append(np.abs(np.expm1(fwd)) * c.close[i] / inst.pip_size)
-        closes.append(c.close[i])
-        n += len(i)
-    out = {}
-    for name, v in ics.items():  # the segments' ICs weighted by their points
-        w, r = np.array(v[0::2], float), np.array(v[1::2], float)
-        out[name] = float(np.nansum(w * r) / w[np.isfinite(r)].sum()) if np.isfinite(r).any() else np.nan
-    return out, float(np.mean(np.concatenate(moves))), n, float(np.median(np.concatenate(closes)))
+        parts.append({"x": np.hstack([c.m1_features[i], c.h4_features[i], c.market[i]]).astype(np.float64),
+                      "fwd": fwd, "pips": np.abs(np.expm1(fwd)) * c.close[i] / inst.pip_size, "close": c.close[i],
+                      "minute": c.minutes[i], "segment": np.full(len(i), k)})
+    return {key: np.concatenate([q[key] for q in parts]) for key in parts[0]}
+
+
+def ic(x: np.ndarray, fwd: np.ndarray, segment: np.ndarray) -> float:
+    """Spearman IC of one input with the forward return, per data segment, weighted by the segments' points."""
+    w, r = [], []
+    for k in np.unique(segment):
+        m = segment == k
+        if np.ptp(x[m]) > 0:
+            w.append(m.sum())
+            r.append(float(spearmanr(x[m], fwd[m]).statistic))
+    return float(np.dot(w, r) / np.sum(w)) if w else np.nan
+
+
+def ridge_forecast(train: list[dict[str, np.ndarray]], test: dict[str, np.ndarray], alpha: float = 10.0) -> np.ndarray:
+    """A linear forecast of the forward return from every input, fit (ridge, standardised inputs) on ``train`` only."""
+    x = np.vstack([t["x"] for t in train])
+    y = np.concatenate([t["fwd"] for t in train])
+    mu, sd = x.mean(axis=0), x.std(axis=0)
+    sd[sd == 0] = 1.0
+    z = (x - mu) / sd
+    coef = np.linalg.solve(z.T @ z + alpha * np.eye(z.shape[1]), z.T @ (y - y.mean()))
+    return ((test["x"] - mu) / sd) @ coef
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -66,26 +82,41 @@ def main(argv: list[str] | None = None) -> None:
     a = p.parse_args(argv)
     inst = get_instrument(a.symbol)
     years = sorted(y for s, y, _ in find_periods([Path(a.data) if a.data else fx_data_dir()], [a.symbol]))
-    per_year, move, points, price = {}, {}, {}, {}
+    pts = {y: year_points(a.symbol, y, a.horizon, a.data) for y in years}
+    per_year = {y: {name: ic(p_["x"][:, k], p_["fwd"], p_["segment"]) for k, name in enumerate(INPUTS)}
+                for y, p_ in pts.items()}
+    move = {y: float(p_["pips"].mean()) for y, p_ in pts.items()}
     for y in years:
-        per_year[y], move[y], points[y], price[y] = year_ic(a.symbol, y, a.horizon, a.data)
-        print(f"{a.symbol} {y}: {points[y]} hourly points, mean |{a.horizon}-min move| {move[y]:.1f} pips", flush=True)
+        print(f"{a.symbol} {y}: {len(pts[y]['fwd'])} hourly points, mean |{a.horizon}-min move| {move[y]:.1f} pips",
+              flush=True)
     df = pd.DataFrame(per_year)
     df["mean"] = df[years].mean(axis=1)
     df["same sign"] = (np.sign(df[years]).eq(np.sign(df["mean"]), axis=0)).sum(axis=1)
     df = df.reindex(df["mean"].abs().sort_values(ascending=False).index)
     # a round trip pays the spread once and the commission on both sides (brokers.sim)
-    cost = inst.spread_pips + 2 * inst.commission_per_lot / inst.pip_value(1.0, float(np.median(list(price.values()))))
+    price = float(np.median(np.concatenate([p_["close"] for p_ in pts.values()])))
+    cost = inst.spread_pips + 2 * inst.commission_per_lot / inst.pip_value(1.0, price)
     mean_move = float(np.mean(list(move.values())))
     lines = [f"{a.symbol}, next {a.horizon} minutes from each hour's close; IC = Spearman rank correlation; years "
-             f"{', '.join(map(str, years))} ({sum(points.values()):,} points). Mean |move| {mean_move:.1f} pips; "
-             f"a round trip costs about {cost:.2f} pips, so breaking even on one trade per {a.horizon} minutes takes "
-             f"|IC| of about {cost / mean_move:.3f}.", "",
+             f"{', '.join(map(str, years))} ({sum(len(p_['fwd']) for p_ in pts.values()):,} points). Mean |move| "
+             f"{mean_move:.1f} pips; a round trip costs about {cost:.2f} pips, so breaking even on one trade per "
+             f"{a.horizon} minutes takes |IC| of about {cost / mean_move:.3f}.", "",
              "| input | " + " | ".join(map(str, years)) + " | mean | same sign as the mean |",
              "|---|" + "---|" * len(years) + "---|---|"]
     for name, r in df.head(a.top).iterrows():
         lines.append(f"| {name} | " + " | ".join(f"{r[y]:+.3f}" for y in years)
                      + f" | {r['mean']:+.3f} | {int(r['same sign'])} of {len(years)} |")
+    # every input at once: a ridge forecast fit on the years before each year, its IC on that year (walk-forward)
+    lines += ["", f"All {len(INPUTS)} inputs at once: a ridge regression (standardised inputs, alpha 10) fit on every "
+              "year before the year shown, its forecast's IC on that year (out of sample in time), and the mean pips "
+              "a unit position on the forecast's sign would have made per point before costs:", "",
+              "| year | fit on | IC of the forecast | pips per point before costs | break-even |",
+              "|---|---|---|---|---|"]
+    for k, y in enumerate(years[1:], start=1):
+        f = ridge_forecast([pts[t] for t in years[:k]], pts[y])
+        gain = float(np.mean(np.sign(f) * np.expm1(pts[y]["fwd"]) * pts[y]["close"] / inst.pip_size))
+        lines.append(f"| {y} | {'+'.join(map(str, years[:k]))} | {ic(f, pts[y]['fwd'], pts[y]['segment']):+.3f} | "
+                     f"{gain:+.2f} | {cost:.2f} |")
     text = "\n".join(lines) + "\n"
     print(text)
     if a.out:

@@ -248,3 +248,23 @@ def test_the_trainers_without_the_block_refuse_the_flag(tmp_path: Path) -> None:
         train_four_agent.Trainer(train_four_agent.Args(market_features=True))
     with pytest.raises(ValueError, match="--market-features is built for mtf_marl only"):
         walk_forward.main(walk_forward.Args(trainers=("mtf_marl", "td3"), market_features=True))
+
+
+def test_the_ic_report_looks_exactly_horizon_minutes_ahead_and_fits_on_the_past_only(fx_dir) -> None:
+    from reports.feature_ic import INPUTS, ic, ridge_forecast, year_points
+
+    pts = year_points("EURUSD", 2024, 60, str(fx_dir))
+    m1 = load_bars(fx_dir, symbol="EURUSD", start="2024-01-01", end="2024-12-31")
+    close = m1["close"]
+    for k in (0, 1000, len(pts["fwd"]) - 1):
+        t = pd.Timestamp(int(pts["minute"][k]), unit="m", tz="UTC")
+        assert t.minute == 59 and pts["close"][k] == close[t]  # the bar that closes the hour
+        assert np.exp(pts["fwd"][k]) * pts["close"][k] == pytest.approx(close[t + pd.Timedelta(minutes=60)], rel=1e-12)
+    assert pts["x"].shape == (len(pts["fwd"]), len(INPUTS))
+    rng = np.random.default_rng(0)  # a known linear relation: the forecast fit on one half finds it on the other
+    x = rng.normal(size=(4000, 3))
+    y = 0.3 * x[:, 0] - 0.2 * x[:, 2] + rng.normal(size=4000)
+    half = {"x": x[:2000], "fwd": y[:2000]}
+    f = ridge_forecast([half], {"x": x[2000:], "fwd": y[2000:]})
+    seg = np.zeros(2000, int)
+    assert ic(f, y[2000:], seg) > ic(x[2000:, 0], y[2000:], seg) > 0.2
