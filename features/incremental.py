@@ -30,6 +30,15 @@ import talib
 
 from features.context import H4_MINUTES, H4_SPEC
 from features.engine import DEFAULT_SPEC, N_FEATURES, FeatureSpec, finish, raw_feature_arrays, volume_ratio
+from features.market import (
+    DEFAULT_MARKET_SPEC,
+    MARKET_WINDOW,
+    N_MARKET,
+    raw_market_arrays,
+    swap_differential,
+    trading_day_numbers,
+    trading_week,
+)
 from feeds.loaders import to_utc
 from feeds.macro import MacroTable
 from feeds.resample import HTFAggregator
@@ -76,14 +85,20 @@ class IncrementalContext:
     :param spec: the M1 feature spec (a checkpoint's)
     :param trade_from: bars before this time are history: never decided on
     :param first_bar: bars before this position are history (the same, by position)
-    :param capacity: bars kept (at least ``M1_WINDOW``)
+    :param capacity: bars kept (at least ``M1_WINDOW``; with the market block at least ``MARKET_WINDOW``)
+    :param market: the traded ``brokers.instruments.Instrument``: compute the market block too (``features.market``,
+        re-run over the last ``MARKET_WINDOW`` bars for each new one; build_context's ``market``)
     """
+
+    market: _Rows | None = None
 
     def __init__(self, macro: pd.DataFrame | MacroTable | None, h4_offset_minutes: int = 0,
                  spec: FeatureSpec = DEFAULT_SPEC, trade_from: str | pd.Timestamp | None = None,
-                 first_bar: int = 0, capacity: int = 4 * M1_WINDOW) -> None:
+                 first_bar: int = 0, capacity: int = 4 * M1_WINDOW, market=None) -> None:
         if capacity < M1_WINDOW:
             raise ValueError(f"capacity must be at least M1_WINDOW ({M1_WINDOW}), got {capacity}")
+        if market is not None:
+            capacity = max(capacity, MARKET_WINDOW)
         self.macro = macro if macro is None or isinstance(macro, MacroTable) else MacroTable.from_frame(macro)
         self.spec, self.h4_offset = spec, int(h4_offset_minutes)
         start = to_utc(trade_from, "trade_from", whole_day_end=False) if trade_from is not None else None
@@ -101,6 +116,12 @@ class IncrementalContext:
         self._vol = np.ones(cap)
         self._columns = (self._time, self._minute, self._o, self._hi, self._lo, self._c, self._m1, self._h4,
                          self._atr, self._pos, self._vol)
+        self._carry = None if market is None else swap_differential(market)
+        self._first_week: int | None = None  # the market block needs a previous FX week
+        if market is not None:
+            self._mk = np.zeros((cap, N_MARKET), np.float32)
+            self._day = np.zeros(cap, np.int64)  # FX trading day per bar: the block's levels need the window's
+            self._columns += (self._mk, self._day)
         self._n = 0  # bars appended
         self._offset = 0  # absolute position of buffer row 0
         # complete H4 bars (bin open ns; high, low, close), bounded, and the bin being built
@@ -119,6 +140,8 @@ class IncrementalContext:
             _Rows(self, a) for a in (self._minute, self._o, self._hi, self._lo, self._c))
         self.m1_features, self.h4_features, self.h4_atr, self.h4_pos, self.volume_ratio = (
             _Rows(self, a) for a in (self._m1, self._h4, self._atr, self._pos, self._vol))
+        if market is not None:
+            self.market = _Rows(self, self._mk)
 
     def __len__(self) -> int:
         return self._n + len(self._pending)
@@ -148,14 +171,21 @@ class IncrementalContext:
         self._last_t = t
         done = self._h4_step(t // _NS, o, h, lo, c)
         i = len(self)
+        if self._carry is not None and self._first_week is None:
+            self._first_week = trading_week(t)
         if self._first_ready < 0 and i >= max(self.spec.warmup_bars, self.first_bar) \
-                and self._h4_n - 1 >= H4_SPEC.warmup_bars and t >= self._trade_from_ns:
+                and self._h4_n - 1 >= H4_SPEC.warmup_bars and t >= self._trade_from_ns and self._market_ready(i, t):
             self._first_ready = i  # build_context's rule (its H4 ATR test holds: the warm-up outlasts the ATR's)
             self.first_ready_minute = t // _NS
         self._pending.append((t, float(o), float(h), float(lo), float(c), done))
         if len(self._pending) >= self.capacity:
             self.flush()
         return i
+
+    def _market_ready(self, i: int, t: int) -> bool:
+        """build_context's rule for the market block: every value defined (a previous FX week in the data, the
+        longest window full); True without the block."""
+        return self._carry is None or (i >= DEFAULT_MARKET_SPEC.warmup_bars and trading_week(t) != self._first_week)
 
     def extend(self, times_ns: np.ndarray, o: np.ndarray, h: np.ndarray, lo: np.ndarray, c: np.ndarray) -> None:
         """Add several closed M1 bars at once (a backfill); the same as appending them one by one."""
@@ -192,6 +222,12 @@ class IncrementalContext:
         v = max(0, b0 - (VOLUME_WINDOW - 1))
         vr = volume_ratio(self._hi[v:b0 + k], self._lo[v:b0 + k], VOLUME_WINDOW, rows=k)[-k:]
         self._vol[rows] = np.where(np.isnan(vr), 1.0, vr)
+        if self._carry is not None:  # the market block over the new bars and the MARKET_WINDOW before them
+            self._day[rows] = trading_day_numbers(times_ns)
+            m = slice(max(0, b0 - MARKET_WINDOW + 1), b0 + k)
+            raw = raw_market_arrays(self._time[m], self._hi[m], self._lo[m], self._c[m], self.macro, self._carry,
+                                    rows=k, days=self._day[m])
+            self._mk[rows] = finish(raw[-k:], FeatureSpec(clip=DEFAULT_MARKET_SPEC.clip))
         # each bar sees the newest H4 bar complete at it
         h4_row, h4_atr, pos = self._h4_row, self._h4_atr, self._h4_n - new_h4 - 1
         nxt = 0

@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from features.engine import FeatureSpec, _safe_div, finish
+from features.engine import FeatureSpec, _rolling, _safe_div, finish
 from features.matrices import MACRO_CHANGE_COLUMNS, macro_changes
 from feeds.calendar import ROLLOVER_HOUR, trading_days
 from feeds.macro import MacroTable
@@ -90,6 +90,16 @@ class MarketSpec:
 DEFAULT_MARKET_SPEC = MarketSpec()
 
 
+MARKET_WINDOW = 15_000
+"""M1 bars the incremental driver (``features.incremental``) re-runs the block over: the current and the previous
+FX week hold at most 2 x 7,200 bars, and the longest volatility window is 7,200"""
+
+
+def trading_week(time_ns: int) -> int:
+    """The FX week (Monday first) of one bar open time, as ``raw_market_arrays`` labels it."""
+    return int((trading_day_numbers(np.array([time_ns]))[0] + 3) // 7)
+
+
 def swap_differential(inst) -> float:
     """An instrument's carry in price units per night: half the long swap minus the short swap (pips x pip size)."""
     return 0.5 * (float(inst.swap_long_pips) - float(inst.swap_short_pips)) * float(inst.pip_size)
@@ -110,10 +120,15 @@ def _previous_period(period: np.ndarray, high: np.ndarray, low: np.ndarray) -> t
 
 def raw_market_arrays(times_ns: np.ndarray, high: np.ndarray, low: np.ndarray, close: np.ndarray,
                       macro: pd.DataFrame | MacroTable | None, carry: float,
-                      spec: MarketSpec = DEFAULT_MARKET_SPEC) -> np.ndarray:
+                      spec: MarketSpec = DEFAULT_MARKET_SPEC, rows: int | None = None,
+                      days: np.ndarray | None = None) -> np.ndarray:
     """Float64 (n, ``N_MARKET``) block of M1 bars (open times in UTC ns); NaN where undefined.
 
     :param carry: the instrument's swap differential in price units per night (``swap_differential``)
+    :param rows: compute only the last ``rows`` rows (the others are NaN), as the incremental driver asks; the
+        volatilities then come from the engine's window-exact statistic instead of pandas' online one (the same
+        population std of the same returns, within 1e-12: ``tests/test_market_features.py``)
+    :param days: the bars' FX trading days (days since the epoch) if known, else computed here
     """
     t = np.asarray(times_ns, dtype=np.int64)
     n = len(t)
@@ -125,53 +140,62 @@ def raw_market_arrays(times_ns: np.ndarray, high: np.ndarray, low: np.ndarray, c
     high, low, close = (np.ascontiguousarray(a, dtype=np.float64) for a in (high, low, close))
     if not np.all(np.isfinite(close) & np.isfinite(high) & np.isfinite(low)):
         raise ValueError("NaN or infinite price in the bars")
-    closes_at = t + _NS_MIN
+    tail = slice(0 if rows is None else max(0, n - rows), n)
+    o = out[tail]  # a view: the rows asked for
+    closes_at = t[tail] + _NS_MIN
     tod = (closes_at % _NS_DAY) / _NS_DAY
     dow = ((closes_at // _NS_DAY + 3) % 7 + tod) / 7.0  # 1970-01-01 was a Thursday: + 3 makes Monday 0
-    out[:, _IDX["tod_sin"]], out[:, _IDX["tod_cos"]] = np.sin(2 * np.pi * tod), np.cos(2 * np.pi * tod)
-    out[:, _IDX["dow_sin"]], out[:, _IDX["dow_cos"]] = np.sin(2 * np.pi * dow), np.cos(2 * np.pi * dow)
+    o[:, _IDX["tod_sin"]], o[:, _IDX["tod_cos"]] = np.sin(2 * np.pi * tod), np.cos(2 * np.pi * tod)
+    o[:, _IDX["dow_sin"]], o[:, _IDX["dow_cos"]] = np.sin(2 * np.pi * dow), np.cos(2 * np.pi * dow)
     utc = pd.DatetimeIndex(closes_at, tz="UTC")
     for (name, zone), (h0, h1) in zip(_SESSIONS, spec.sessions, strict=True):
         local = utc.tz_convert(zone)
         hour = local.hour.to_numpy() + local.minute.to_numpy() / 60.0
-        out[:, _IDX[name]] = (hour >= h0) & (hour < h1)
+        o[:, _IDX[name]] = (hour >= h0) & (hour < h1)
     ny = utc.tz_convert("America/New_York")
     to_roll = (ny.hour.to_numpy() * 60 + ny.minute.to_numpy() - ROLLOVER_HOUR * 60) % 1440  # minutes past it
-    out[:, _IDX["rollover"]] = np.minimum(to_roll, 1440 - to_roll) <= spec.rollover_minutes
+    o[:, _IDX["rollover"]] = np.minimum(to_roll, 1440 - to_roll) <= spec.rollover_minutes
 
-    day = trading_days(pd.DatetimeIndex(t, tz="UTC")).asi8 // _NS_DAY  # FX trading day, days since the epoch
+    day = trading_day_numbers(t) if days is None else np.asarray(days, dtype=np.int64)
     week = (day + 3) // 7  # weeks of trading days, Monday first
     for label, (hi_name, lo_name) in ((day, ("prev_day_high", "prev_day_low")),
                                       (week, ("prev_week_high", "prev_week_low"))):
-        ph, pl = _previous_period(label, high, low)
+        ph, pl = (a[tail] for a in _previous_period(label, high, low))
         rng = ph - pl
-        out[:, _IDX[hi_name]] = _safe_div(close - ph, rng)
-        out[:, _IDX[lo_name]] = _safe_div(close - pl, rng)
+        o[:, _IDX[hi_name]] = _safe_div(close[tail] - ph, rng)
+        o[:, _IDX[lo_name]] = _safe_div(close[tail] - pl, rng)
 
     logc = np.log(close)
     r1 = np.full(n, np.nan)
     r1[1:] = np.diff(logc)
-    # pandas' online rolling std: a row depends on the rows up to it only (the prefix test), and windows of days
-    # cost no more than short ones (the engine's window-exact statistic is for its short windows)
-    ser = pd.Series(r1)
-    vol = {w: ser.rolling(w, min_periods=w).std(ddof=0).to_numpy() for w in spec.vol_windows}
+    if rows is None:  # pandas' online rolling std: windows of days cost no more than short ones, a row depends on
+        # the rows up to it only (the prefix test)
+        ser = pd.Series(r1)
+        vol = {w: ser.rolling(w, min_periods=w).std(ddof=0).to_numpy()[tail] for w in spec.vol_windows}
+    else:
+        vol = {w: _rolling(r1, w, "std", rows)[tail] for w in spec.vol_windows}
     base = vol[spec.vol_windows[1]]
+    idx = np.arange(n)[tail]
     for name, k in zip(("ret_h1", "ret_h4", "ret_d1"), spec.return_bars, strict=True):
-        move = np.full(n, np.nan)
-        move[k:] = logc[k:] - logc[:-k]
-        out[:, _IDX[name]] = _safe_div(move, base * np.sqrt(k))
+        move = np.where(idx >= k, logc[tail] - logc[np.maximum(idx - k, 0)], np.nan)
+        o[:, _IDX[name]] = _safe_div(move, base * np.sqrt(k))
     w0, w1, w2 = spec.vol_windows
     for name, (a, b) in (("vol_h1_d1", (w0, w1)), ("vol_d1_w1", (w1, w2))):
         va, vb = vol[a], vol[b]
         col = np.where(np.isfinite(va) & np.isfinite(vb), 0.0, np.nan)  # a zero volatility (no move): 0
         ok = np.isfinite(va) & np.isfinite(vb) & (va > 0) & (vb > 0)
         col[ok] = np.log(va[ok] / vb[ok])
-        out[:, _IDX[name]] = col
+        o[:, _IDX[name]] = col
 
-    out[:, _IDX["carry"]] = 100.0 * 365.0 * carry / close / spec.carry_scale
+    o[:, _IDX["carry"]] = 100.0 * 365.0 * carry / close[tail] / spec.carry_scale
     table = macro if macro is None or isinstance(macro, MacroTable) else MacroTable.from_frame(macro)
-    out[:, _IDX["vix_change"]:] = macro_changes(t, table, clip=spec.clip)
+    o[:, _IDX["vix_change"]:] = macro_changes(t[tail], table, clip=spec.clip)
     return out
+
+
+def trading_day_numbers(times_ns: np.ndarray) -> np.ndarray:
+    """FX trading day (``feeds.calendar``) of each bar open time, as days since the epoch."""
+    return trading_days(pd.DatetimeIndex(np.asarray(times_ns, dtype=np.int64), tz="UTC")).asi8 // _NS_DAY
 
 
 def market_block(m1: pd.DataFrame, macro: pd.DataFrame | MacroTable | None, carry: float,

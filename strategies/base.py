@@ -73,7 +73,10 @@ class FxStrategy(bt.Strategy):
         self.validator: PreTradeValidator | None = self.p.validator
         self._incremental = self.uses_context and self.ctx is None
         if self._incremental:
-            self.ctx = IncrementalContext(load_macro(), self.p.h4_offset_minutes, first_bar=self.first_bar)
+            market = self.inst if self.needs_market_block({k: getattr(self.p, k) for k in self.p._getkeys()}) \
+                else None
+            self.ctx = IncrementalContext(load_macro(), self.p.h4_offset_minutes, first_bar=self.first_bar,
+                                          market=market)
 
     def bar(self) -> int:
         """Position of the current M1 bar; an incremental context is given the bar first (once)."""
@@ -178,10 +181,8 @@ class AgentStrategy(FxStrategy):
             log.warning("checkpoint trained on %s, trading %s", self.symbol_mismatch, self.inst.symbol)
         self.max_exposure = float(self.manifest["env_config"]["max_exposure"])
         if self.manifest["env_config"].get("market_features", False) and getattr(self.ctx, "market", None) is None:
-            raise ValueError(f"{path} was trained with the market block (features/market.py), which only a "
-                             "precomputed context holds so far: run it through strategies.backtest.run_backtest (or "
-                             "pass context=build_context(m1, macro, market=instrument)); the incremental driver of "
-                             "live trading and a plain Cerebro does not compute the block yet")
+            raise ValueError(f"{path} was trained with the market block (features/market.py); the context given "
+                             "has none: build it with build_context(m1, macro, market=instrument)")
         self.obs: ObservationBuilder | None = None
         ranges = self.manifest.get("feature_ranges")
         self.drift = DriftMonitor(ranges) if ranges else None

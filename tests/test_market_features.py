@@ -195,9 +195,31 @@ def test_a_checkpoint_reading_the_block_acts_the_same_in_the_env_and_in_backtrad
     assert flips >= 20 and len(res.cmdp["breaches"]) == 4
     bars = np.array(sorted(equity))
     np.testing.assert_allclose(res.equity[bars], [equity[b] for b in bars], rtol=1e-9)
-    with pytest.raises(ValueError, match="incremental driver"):  # live and a plain Cerebro cannot compute it yet
-        run_backtest(MtfMarl, m1.iloc[:3000], BacktestConfig(symbol="EURUSD", precompute_features=False,
-                                                             strategy_params={"checkpoint": ckpt}))
+    # the live path (features.incremental, bar by bar in the strategy): the same decisions and fills
+    live = run_backtest(MtfMarl, m1, BacktestConfig(symbol="EURUSD", precompute_features=False,
+                                                    strategy_params={"checkpoint": ckpt}))
+    last = int(ctx.minutes[-1])  # live also decides on the last bar (an order that cannot fill)
+    assert [e for e in live.strategy_obj.entries if e[0] != last] == res.strategy_obj.entries
+    assert live.fills == res.fills
+    np.testing.assert_array_equal(live.equity, res.equity)
+
+
+def test_the_incremental_driver_computes_the_block_as_the_whole_series_does(eurusd) -> None:
+    from features.incremental import IncrementalContext
+
+    m1, macro = eurusd
+    inst = get_instrument("EURUSD")
+    ctx = build_context(m1, macro, market=inst)
+    inc = IncrementalContext(macro, market=inst)
+    t = _ns(m1.index)
+    o, h, lo, c = (m1[k].to_numpy() for k in ("open", "high", "low", "close"))
+    inc.extend(t[:20_000], o[:20_000], h[:20_000], lo[:20_000], c[:20_000])  # a backfill, then bar by bar
+    for i in range(20_000, len(m1)):
+        inc.append(int(t[i]), o[i], h[i], lo[i], c[i])
+        if i % 97 == 0 or i == len(m1) - 1:
+            assert np.abs(inc.market[i] - ctx.market[i]).max() <= 1e-6, i
+    assert inc.first_ready == ctx.first_ready
+    assert IncrementalContext(macro).market is None
 
 
 def test_a_checkpoint_of_another_market_block_is_refused(tmp_path: Path) -> None:

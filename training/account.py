@@ -25,9 +25,10 @@ class Account:
     """The broker core, its drawdown guard and the validator, wired as the backtest wires them."""
 
     def __init__(self, ctx: MarketContext, cfg: EnvConfig) -> None:
-        if (getattr(ctx, "market", None) is not None) != cfg.market_features:
+        has_block = getattr(ctx, "market", None) is not None
+        if has_block != cfg.market_features:
             raise ValueError(f"the env config says market_features={cfg.market_features} but the context was built "
-                             f"{'with' if ctx.market is not None else 'without'} the market block: build it with "
+                             f"{'with' if has_block else 'without'} the market block: build it with "
                              "training.data.period_contexts(..., market=...) / build_context(..., market=instrument)")
         self.ctx = ctx
         self.cfg = cfg
