@@ -33,7 +33,9 @@
   Backtrader, on the bar-by-bar path a live run takes (``BacktestConfig(precompute_features=False)``: the
   incremental feature driver, ``features.incremental``): the strategy's own per-decision timer (``AgentStrategy``,
   from the bar's arrival in ``next`` through the feature pass, both actors, the mapping, the validator and the
-  order's submission), over the same month of decisions with the month before as history.
+  order's submission), over the same month of decisions with the month before as history; then
+  (``live_market_decision_...``) the same for an untrained checkpoint of ``--market-features``, whose bars also pay
+  the market block's pass over the last ``features.market.MARKET_WINDOW`` M1 bars.
 
 Targets: decision p99 <= 0.5 ms; live decision p99 <= 5 ms; >= 1000 updates/s at batch 256; four-agent total
 p99 <= 5 ms (the design's budgets: < 5 ms per agent, < 10 ms in total).
@@ -89,15 +91,17 @@ UPDATES_TARGET = 1000.0
 _TMP: list[tempfile.TemporaryDirectory] = []  # keep fresh checkpoints alive for the process
 
 
-def fresh_checkpoint(symbol: str = "EURUSD") -> Path:
-    """An untrained MTF-MARL checkpoint (same manifest as training writes) in a temporary folder."""
+def fresh_checkpoint(symbol: str = "EURUSD", market: bool = False) -> Path:
+    """An untrained MTF-MARL checkpoint (same manifest as training writes) in a temporary folder; ``market``: one
+    trained with the market block (``--market-features``)."""
+    from agents.common.observations import obs_dims
     from training.train_mtf_marl import Args, manifest
 
     tmp = tempfile.TemporaryDirectory(prefix="mtf_marl_bench_")
     _TMP.append(tmp)
-    args = Args(symbol=symbol)
+    args = Args(symbol=symbol, market_features=market)
     torch.manual_seed(0)
-    learner = MTFMARL(STATE_DIM, H4_OBS_DIM, M1_OBS_DIM, (M1_LIMIT_SLOT, M1_BIAS_SLOT))
+    learner = MTFMARL(*obs_dims(market), (M1_LIMIT_SLOT, M1_BIAS_SLOT))
     tensors = {n: m.state_dict() for n, m in learner.modules(full=False).items()}
     return save_checkpoint(Path(tmp.name), tensors, manifest(args, 0))
 
@@ -422,6 +426,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"live decision p50 {res['live_decision_p50_ms']:.3f} ms, p99 {res['live_decision_p99_ms']:.3f} ms over "
           f"{res['live_decisions']} decisions: target p99 <= {LIVE_P99_TARGET_MS:.0f} ms "
           f"{'MET' if ok_live else 'MISSED'}")
+    print("the same with a checkpoint trained with the market block (--market-features; an untrained one):")
+    mk = bench_live_decisions(m1, args.symbol, month.start_time.tz_localize("UTC"), fresh_checkpoint(args.symbol, True))
+    res |= {f"live_market_{k.removeprefix('live_')}": v for k, v in mk.items()}
+    print(f"live decision with the market block p50 {res['live_market_decision_p50_ms']:.3f} ms, p99 "
+          f"{res['live_market_decision_p99_ms']:.3f} ms over {res['live_market_decisions']} decisions")
 
     print("training throughput, batch 256, buffer of 50k random transitions (sampling included):")
     res["train_updates_per_s"] = round(bench_updates(1, args.updates, args.runs), 1)
