@@ -117,7 +117,7 @@ class IncrementalContext:
         self._columns = (self._time, self._minute, self._o, self._hi, self._lo, self._c, self._m1, self._h4,
                          self._atr, self._pos, self._vol)
         self._carry = None if market is None else swap_differential(market)
-        self._first_week: int | None = None  # the market block needs a previous FX week
+        self._week, self._weeks = -1, 0  # FX weeks begun so far: the market block needs a complete previous one
         if market is not None:
             self._mk = np.zeros((cap, N_MARKET), np.float32)
             self._day = np.zeros(cap, np.int64)  # FX trading day per bar: the block's levels need the window's
@@ -171,10 +171,12 @@ class IncrementalContext:
         self._last_t = t
         done = self._h4_step(t // _NS, o, h, lo, c)
         i = len(self)
-        if self._carry is not None and self._first_week is None:
-            self._first_week = trading_week(t)
+        if self._carry is not None and self._weeks < 3:  # only until the block can be ready
+            week = trading_week(t)
+            self._weeks += week != self._week
+            self._week = week
         if self._first_ready < 0 and i >= max(self.spec.warmup_bars, self.first_bar) \
-                and self._h4_n - 1 >= H4_SPEC.warmup_bars and t >= self._trade_from_ns and self._market_ready(i, t):
+                and self._h4_n - 1 >= H4_SPEC.warmup_bars and t >= self._trade_from_ns and self._market_ready(i):
             self._first_ready = i  # build_context's rule (its H4 ATR test holds: the warm-up outlasts the ATR's)
             self.first_ready_minute = t // _NS
         self._pending.append((t, float(o), float(h), float(lo), float(c), done))
@@ -182,10 +184,10 @@ class IncrementalContext:
             self.flush()
         return i
 
-    def _market_ready(self, i: int, t: int) -> bool:
-        """build_context's rule for the market block: every value defined (a previous FX week in the data, the
-        longest window full); True without the block."""
-        return self._carry is None or (i >= DEFAULT_MARKET_SPEC.warmup_bars and trading_week(t) != self._first_week)
+    def _market_ready(self, i: int) -> bool:
+        """build_context's rule for the market block: every value defined (a third FX week begun, so the previous
+        one is complete; the longest window full); True without the block."""
+        return self._carry is None or (i >= DEFAULT_MARKET_SPEC.warmup_bars and self._weeks >= 3)
 
     def extend(self, times_ns: np.ndarray, o: np.ndarray, h: np.ndarray, lo: np.ndarray, c: np.ndarray) -> None:
         """Add several closed M1 bars at once (a backfill); the same as appending them one by one."""
@@ -225,8 +227,14 @@ class IncrementalContext:
         if self._carry is not None:  # the market block over the new bars and the MARKET_WINDOW before them
             self._day[rows] = trading_day_numbers(times_ns)
             m = slice(max(0, b0 - MARKET_WINDOW + 1), b0 + k)
+            days = self._day[m]
+            week = (days + 3) // 7
+            # the first new row's week must be at least the window's third: else its previous week may be cut off
+            if m.start > 0 and np.count_nonzero(np.diff(week[:len(week) - k + 1])) < 2:
+                raise RuntimeError(f"the market block's window of {MARKET_WINDOW} M1 bars does not hold the previous "
+                                   "FX week whole (more than 7,500 bars a week: weekend bars?)")
             raw = raw_market_arrays(self._time[m], self._hi[m], self._lo[m], self._c[m], self.macro, self._carry,
-                                    rows=k, days=self._day[m])
+                                    rows=k, days=days)
             self._mk[rows] = finish(raw[-k:], FeatureSpec(clip=DEFAULT_MARKET_SPEC.clip))
         # each bar sees the newest H4 bar complete at it
         h4_row, h4_atr, pos = self._h4_row, self._h4_atr, self._h4_n - new_h4 - 1

@@ -28,8 +28,9 @@ proof is ``tests/test_market_features.py`` (every prefix gives the same rows as 
 18  vix_change ...         ``features.matrices.macro_changes``: VIX over 7 days, fed funds and 10y-2y over 28
 ==  =====================  =================================================================================
 
-Undefined values (the first bars, no previous day or week in the data) are NaN before ``finish`` and 0 after; the
-block is defined everywhere from ``MarketSpec.warmup_bars`` on once the data hold a whole previous week.
+Undefined values (the first bars, no complete previous day or week in the data: the first period of a series may be
+partial) are NaN before ``finish`` and 0 after; the block is defined from ``MarketSpec.warmup_bars`` on once the data
+have begun a third FX week (``market_block``'s ready row; ``features.incremental`` applies the same rule).
 """
 
 from __future__ import annotations
@@ -106,14 +107,15 @@ def swap_differential(inst) -> float:
 
 
 def _previous_period(period: np.ndarray, high: np.ndarray, low: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per bar, the high and low of the previous period (day or week) present in the data; NaN in the first one.
-    ``period``: non-decreasing labels per bar."""
+    """Per bar, the high and low of the previous period (day or week) present in the data; NaN in the first two: the
+    first period may have begun before the data (a series starting mid-week), so it is nobody's previous one. A short
+    period (a holiday's few hours) counts as one. ``period``: non-decreasing labels per bar."""
     n = len(period)
     starts = np.flatnonzero(np.r_[True, period[1:] != period[:-1]]) if n else np.zeros(0, int)
     ph, pl = np.maximum.reduceat(high, starts), np.minimum.reduceat(low, starts)
     which = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, n])) - 1  # the previous period's number
     prev_h, prev_l = np.full(n, np.nan), np.full(n, np.nan)
-    ok = which >= 0
+    ok = which >= 1
     prev_h[ok], prev_l[ok] = ph[which[ok]], pl[which[ok]]
     return prev_h, prev_l
 

@@ -2,14 +2,20 @@
 
     python -m reports.feature_ic --symbol EURUSD --out docs/research/feature_ic.md
 
-At every M1 bar that closes a UTC hour (non-overlapping one-hour steps), each observation input the agents can have
+At every M1 bar that closes a UTC hour, each observation input the agents can have
 (the 16 M1 features, the 16 features of the newest complete H4 bar, the market block of ``features.market``) is
 compared with the *next* ``--horizon`` minutes' log return, close to close: the Spearman rank correlation (IC) per
-year of data. The forward return is the target here, never an input. An IC that keeps its sign year after year
+year of data. The forward return is the target here, never an input. Hourly points with a longer horizon overlap
+(240 minutes: each move counted in four points), so the IC's standard error is about 1 / sqrt(points / overlap); the
+header states it. An IC that keeps its sign year after year
 is a candidate edge; its size says whether it can pay the costs: a position of one unit taken on the sign of a
 feature with correlation IC to the next move earns on average IC x E|move| (exact for jointly Gaussian values:
 E[sign(x) y] = IC sigma_y sqrt(2/pi) = IC E|y|), which the table sets against the round-trip cost (spread +
-commission, in the same pips) of the instrument: trading once per horizon breaks even at |IC| = cost / E|move|.
+commission, in the same pips) of the instrument: trading once per horizon breaks even at |IC| = cost / E|move| (a
+heuristic: the ICs are rank correlations and the moves fat-tailed; the ridge section measures the pips directly).
+The cost is the instrument's base spread (the simulator widens it at 21-23 UTC). The bars are bids: around the 17:00
+New York rollover the bid dips while the spread widens and recovers after, so part of a ``rollover`` or time-of-day
+IC is the spread, not a move one could trade.
 """
 
 from __future__ import annotations
@@ -97,10 +103,14 @@ def main(argv: list[str] | None = None) -> None:
     price = float(np.median(np.concatenate([p_["close"] for p_ in pts.values()])))
     cost = inst.spread_pips + 2 * inst.commission_per_lot / inst.pip_value(1.0, price)
     mean_move = float(np.mean(list(move.values())))
+    overlap = max(1.0, a.horizon / 60)
+    se_year = float(np.mean([1 / np.sqrt(len(p_["fwd"]) / overlap) for p_ in pts.values()]))
     lines = [f"{a.symbol}, next {a.horizon} minutes from each hour's close; IC = Spearman rank correlation; years "
              f"{', '.join(map(str, years))} ({sum(len(p_['fwd']) for p_ in pts.values()):,} points). Mean |move| "
              f"{mean_move:.1f} pips; a round trip costs about {cost:.2f} pips, so breaking even on one trade per "
-             f"{a.horizon} minutes takes |IC| of about {cost / mean_move:.3f}.", "",
+             f"{a.horizon} minutes takes |IC| of about {cost / mean_move:.3f}. Standard error of an IC: about "
+             f"{se_year:.3f} for one year, {se_year / np.sqrt(len(years)):.3f} for the mean of the {len(years)} "
+             f"(points overlap {overlap:g}x).", "",
              "| input | " + " | ".join(map(str, years)) + " | mean | same sign as the mean |",
              "|---|" + "---|" * len(years) + "---|---|"]
     for name, r in df.head(a.top).iterrows():

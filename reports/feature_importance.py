@@ -5,14 +5,16 @@
 For every checkpoint (each seed's ``best`` under ``RUNS/<fold>/mtf_marl-s<seed>``) the policy is run over its own
 validation year (the period in its manifest, through the training envs) and the observations its two actors saw are
 recorded: every director decision and a seeded sample of the executor's. Then, per observation slot, that slot is
-permuted across the sample (the other slots kept) and the mean absolute change of each actor's two outputs is
-measured: **action sensitivity**, how much the policy's decisions depend on that input. It works for a policy that
-ends up flat too (a director whose limit is 0 still computes it from its inputs), which a P&L permutation importance
-cannot: permuting an input of a policy that never trades changes its validation P&L by exactly 0.
+permuted across the sample (the other slots kept; a time's sine and cosine together) and the mean absolute change of
+each actor's two outputs is measured: **action sensitivity**, how much the policy's decisions depend on that input.
+It works for a policy that ends up flat too (a director whose limit is 0 still computes it from its inputs), which a
+P&L permutation importance cannot: permuting an input of a policy that never trades changes its validation P&L by
+exactly 0.
 
 ``--pnl``: also the P&L permutation importance of the market block's columns, the drop in validation score
 (``training.evaluate.validation_score``) when one column is permuted over the validation bars, for the checkpoints
-whose own validation traded (one evaluation of a year per column: minutes per checkpoint).
+whose own validation traded (one evaluation of a year per column: minutes per checkpoint; one permutation each, so
+small drops are noise).
 
 The table lists, per fold, the slots by their share of the total sensitivity (mean over seeds), the market block's
 share, and the top slots.
@@ -51,13 +53,24 @@ class _Recorder:
         return self.policy(obs)
 
 
-def sensitivity(actor, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """(slots, 2): mean |actor(x with slot j permuted across rows) - actor(x)| per output."""
+GROUPS = (("tod_sin", "tod_cos"), ("dow_sin", "dow_cos"))
+"""slots permuted together (one permutation of rows for both): a time of day is a point on the circle, and permuting
+its sine alone would show the actor times that do not exist"""
+
+
+def sensitivity(actor, x: np.ndarray, rng: np.random.Generator, names: tuple[str, ...] = ()) -> np.ndarray:
+    """(slots, 2): mean |actor(x with slot j permuted across rows) - actor(x)| per output; the slots of a ``GROUPS``
+    pair (by ``names``) are permuted together and the change is credited to each of them."""
     base = actor(x)
     out = np.zeros((x.shape[1], base.shape[1]))
+    partner = {names.index(a): names.index(b) for g in GROUPS for a, b in (g, g[::-1]) if a in names and b in names}
     for j in range(x.shape[1]):
+        if partner.get(j, x.shape[1]) < j:  # the pair was measured at its first slot
+            out[j] = out[partner[j]]
+            continue
+        cols = [j, partner[j]] if j in partner else [j]
         xp = x.copy()
-        xp[:, j] = x[rng.permutation(len(x)), j]
+        xp[:, cols] = x[rng.permutation(len(x))][:, cols]
         out[j] = np.abs(actor(xp) - base).mean(axis=0)
     return out
 
@@ -80,15 +93,18 @@ def checkpoint_importance(ckpt: Path, seed: int = 0, data: str | None = None, pn
     names = obs_names(market)
     out: dict[str, Any] = {"checkpoint": str(ckpt), "validation": res, "score": validation_score(res),
                            "h4_decisions": len(x_h4), "m1_sample": len(x_m1),
-                           "h4": dict(zip(names["h4"], sensitivity(h4, x_h4, rng).sum(axis=1).tolist(), strict=True)),
-                           "m1": dict(zip(names["m1"], sensitivity(m1, x_m1, rng).sum(axis=1).tolist(), strict=True))}
+                           "h4": dict(zip(names["h4"], sensitivity(h4, x_h4, rng, names["h4"]).sum(axis=1).tolist(),
+                                          strict=True)),
+                           "m1": dict(zip(names["m1"], sensitivity(m1, x_m1, rng, names["m1"]).sum(axis=1).tolist(),
+                                          strict=True))}
     if pnl and market and res["active_days"] > 0:
         drops = {}
         for j, name in enumerate(MARKET_NAMES):
             shuffled = []
-            for c in ctx:
+            for c in ctx:  # permuted among the decision bars only (not the history or warm-up rows)
                 block = c.market.copy()
-                block[:, j] = block[rng.permutation(len(block)), j]
+                rows = np.arange(c.first_ready, len(block))
+                block[rows, j] = block[rng.permutation(rows), j]
                 shuffled.append(replace(c, market=block))
             drops[name] = out["score"] - validation_score(evaluate_hierarchical(shuffled, cfg, h4, m1))
         out["pnl_score_drop"] = drops

@@ -180,9 +180,11 @@ class AgentStrategy(FxStrategy):
         if self.symbol_mismatch:
             log.warning("checkpoint trained on %s, trading %s", self.symbol_mismatch, self.inst.symbol)
         self.max_exposure = float(self.manifest["env_config"]["max_exposure"])
-        if self.manifest["env_config"].get("market_features", False) and getattr(self.ctx, "market", None) is None:
-            raise ValueError(f"{path} was trained with the market block (features/market.py); the context given "
-                             "has none: build it with build_context(m1, macro, market=instrument)")
+        wants, has = self.manifest["env_config"].get("market_features", False), getattr(self.ctx, "market", None)
+        if wants != (has is not None):
+            raise ValueError(f"{path} was trained {'with' if wants else 'without'} the market block "
+                             f"(features/market.py) but the context given has {'none' if wants else 'one'}: build "
+                             f"it with build_context(m1, macro{', market=instrument' if wants else ''})")
         self.obs: ObservationBuilder | None = None
         ranges = self.manifest.get("feature_ranges")
         self.drift = DriftMonitor(ranges) if ranges else None

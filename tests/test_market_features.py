@@ -64,16 +64,19 @@ def test_levels_returns_and_volatility_match_an_independent_computation(eurusd) 
     raw = _raw(m1, None)
     day = trading_days(m1.index)
     g = m1.groupby(day).agg(high=("high", "max"), low=("low", "min"))
-    prev = g.shift(1).reindex(day)
+    g = g.shift(1)
+    g.iloc[1] = np.nan  # the first day may be partial (the data begin mid-day): it is nobody's previous day
+    prev = g.reindex(day)
     rng = (prev["high"] - prev["low"]).to_numpy()
     close = m1["close"].to_numpy()
     ok = np.isfinite(rng)
     np.testing.assert_allclose(raw[ok, K["prev_day_high"]], ((close - prev["high"].to_numpy()) / rng)[ok], atol=1e-12)
     np.testing.assert_allclose(raw[ok, K["prev_day_low"]], ((close - prev["low"].to_numpy()) / rng)[ok], atol=1e-12)
-    assert np.isnan(raw[~ok, K["prev_day_high"]]).all() and (~ok).sum() > 0  # the first day has no previous one
+    assert np.isnan(raw[~ok, K["prev_day_high"]]).all() and (~ok).sum() > 1440  # the first two days have none
     monday = day - pd.to_timedelta(day.day_of_week, unit="D")
-    w = m1.groupby(monday).agg(high=("high", "max"), low=("low", "min"))
-    pw = w.shift(1).reindex(monday)
+    w = m1.groupby(monday).agg(high=("high", "max"), low=("low", "min")).shift(1)
+    w.iloc[1] = np.nan
+    pw = w.reindex(monday)
     wr = (pw["high"] - pw["low"]).to_numpy()
     okw = np.isfinite(wr)
     np.testing.assert_allclose(raw[okw, K["prev_week_high"]], ((close - pw["high"].to_numpy()) / wr)[okw], atol=1e-12)
@@ -222,6 +225,29 @@ def test_the_incremental_driver_computes_the_block_as_the_whole_series_does(euru
     assert IncrementalContext(macro).market is None
 
 
+def test_the_block_is_ready_from_the_third_fx_week_in_both_drivers(eurusd) -> None:
+    """Data that begin mid-week (the FX Tuesday 2 January 2024, from Monday 22:00 UTC): the first week is partial,
+    so the block is defined from the first bar of the third week; the incremental driver's readiness rule says the
+    same bar (the H4 warm-up, which ends later, is not what decides here)."""
+    from features.incremental import IncrementalContext
+
+    m1, macro = eurusd
+    inst = get_instrument("EURUSD")
+    block, ready = market_block(m1, macro, swap_differential(inst))
+    week = (trading_days(m1.index).asi8 // 86_400_000_000_000 + 3) // 7
+    third = int(np.flatnonzero(np.diff(week))[1]) + 1
+    assert trading_days(m1.index)[0].day_of_week == 1 and ready == max(third, 7_200) == third  # begins on a Tuesday
+    assert (block[:ready, K["prev_week_high"]] == 0).all() and block[ready, K["prev_week_high"]] != 0
+    inc = IncrementalContext(macro, market=inst)
+    t = _ns(m1.index)
+    first = None
+    for i in range(ready + 5):
+        inc.append(int(t[i]), *(float(m1[k].iloc[i]) for k in ("open", "high", "low", "close")))
+        if first is None and inc._market_ready(i):
+            first = i
+    assert first == ready
+
+
 def test_a_checkpoint_of_another_market_block_is_refused(tmp_path: Path) -> None:
     ckpt = _london_checkpoint(tmp_path / "london")
     mp = ckpt / "manifest.json"
@@ -247,12 +273,21 @@ def test_action_sensitivity_finds_the_one_input_a_policy_reads(eurusd, tmp_path:
     rows = range(env.i, len(ctx) - 1, 7)
     x = np.array([env.acct.obs.m1(i, env.acct.sim, 1.0, 0.0) for i in rows], np.float64)
     rng = np.random.default_rng(0)
-    s = sensitivity(m1_actor, x, rng)
+    from agents.common.observations import obs_names
+
+    s = sensitivity(m1_actor, x, rng, obs_names(True)["m1"])
     london = M1_OBS_DIM + K["london"]
     assert s[london, 0] > 0.5 and s[london, 1] == pytest.approx(0.0, abs=1e-12)  # the exit output ignores it too
     assert np.delete(s, london, axis=0).max() == 0.0
     assert sensitivity(h4, np.repeat(o_h4[None].astype(np.float64), 50, axis=0), rng).max() == 0.0
-    from agents.common.observations import obs_names
+    # a time of day is permuted as a point on the circle: an actor reading its cosine only is credited on both slots
+    tod = M1_OBS_DIM + K["tod_cos"]
+
+    def reads_cos(obs: np.ndarray) -> np.ndarray:
+        return np.tanh(np.c_[obs[:, tod], np.zeros(len(obs))])
+
+    st = sensitivity(reads_cos, x, rng, obs_names(True)["m1"])
+    assert st[tod, 0] > 0.1 and st[M1_OBS_DIM + K["tod_sin"], 0] == st[tod, 0]
 
     names = obs_names(True)
     res = {"fold": "f", "validation": {"active_days": 3}, "h4": dict.fromkeys(names["h4"], 0.0),
