@@ -111,7 +111,14 @@ def checkpoint_importance(ckpt: Path, seed: int = 0, data: str | None = None, pn
     return out
 
 
+GROUP_NAMES = {"tod_sin": "time_of_day", "dow_sin": "day_of_week"}
+"""the name a ``GROUPS`` pair is reported under (its first slot's; the second, equal, is dropped)"""
+
+
 def _shares(values: dict[str, float]) -> dict[str, float]:
+    """Each input's share of the total; a ``GROUPS`` pair counts once, under its ``GROUP_NAMES`` name."""
+    second = {b for _, b in GROUPS}
+    values = {GROUP_NAMES.get(k, k): v for k, v in values.items() if k not in second}
     total = sum(values.values())
     return {k: (v / total if total > 0 else 0.0) for k, v in values.items()}
 
@@ -126,7 +133,7 @@ def fold_table(results: list[dict[str, Any]], top: int = 8) -> list[str]:
         for actor in ("h4", "m1"):
             shares = [_shares(r[actor]) for r in rs]
             mean = {k: float(np.mean([s[k] for s in shares])) for k in shares[0]}
-            block = sum(v for k, v in mean.items() if k in MARKET_NAMES)
+            block = sum(v for k, v in mean.items() if k in MARKET_NAMES or k in GROUP_NAMES.values())
             best = sorted(mean.items(), key=lambda kv: -kv[1])[:top]
             traded = sum(r["validation"]["active_days"] > 0 for r in rs)
             lines.append(f"| {fold} | {actor} | {len(rs)} | {traded} of {len(rs)} | {block:.0%} | "
@@ -142,12 +149,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the sample and the permutations")
     p.add_argument("--data", default=None)
     p.add_argument("--out", default="", help="Markdown file to write (and a .json beside it)")
+    p.add_argument("--from-json", default="", help="rebuild the tables from an earlier run's .json (no evaluation)")
     a = p.parse_args(argv)
     runs = Path(a.runs) if Path(a.runs).is_absolute() else REPO_ROOT / a.runs
-    ckpts = sorted(runs.glob(f"*/{a.trainer}-s*/best"))
-    if not ckpts:
+    ckpts = [] if a.from_json else sorted(runs.glob(f"*/{a.trainer}-s*/best"))
+    if not ckpts and not a.from_json:
         raise SystemExit(f"no {a.trainer} checkpoints under {runs}/<fold>/{a.trainer}-s<seed>/best")
-    results = []
+    results = json.loads(Path(a.from_json).read_text()) if a.from_json else []
     for ck in ckpts:
         r = checkpoint_importance(ck, a.seed, a.data, a.pnl)
         r["fold"] = ck.parent.parent.name
@@ -167,7 +175,8 @@ def main(argv: list[str] | None = None) -> None:
     if a.out:
         out = Path(a.out)
         out.write_text(text)
-        out.with_suffix(".json").write_text(json.dumps(results, indent=2, default=str) + "\n")
+        if not a.from_json:
+            out.with_suffix(".json").write_text(json.dumps(results, indent=2, default=str) + "\n")
 
 
 if __name__ == "__main__":

@@ -294,6 +294,8 @@ def test_action_sensitivity_finds_the_one_input_a_policy_reads(eurusd, tmp_path:
            "m1": dict(zip(names["m1"], s.sum(axis=1).tolist(), strict=True))}
     row = fold_table([res])[3]
     assert row.startswith("| f | m1 | 1 | 1 of 1 | 100% | london 100%")
+    res["m1"] = dict(zip(names["m1"], st.sum(axis=1).tolist(), strict=True))  # the pair counts once, by its name
+    assert fold_table([res])[3].startswith("| f | m1 | 1 | 1 of 1 | 100% | time_of_day 100%")
 
 
 def test_the_trainers_without_the_block_refuse_the_flag(tmp_path: Path) -> None:
