@@ -22,9 +22,10 @@ proof is ``tests/test_market_features.py`` (every prefix gives the same rows as 
                            the volatility over ``vol_windows[1]`` bars: a z-score of the move
 15  vol_h1_d1              log(one-bar volatility over 60 bars / over 1440 bars)
 16  vol_d1_w1              log(over 1440 bars / over 7200 bars, five trading days)
-17  carry                  (swap_long - swap_short) / 2 per night as an annual % of the price / ``carry_scale``:
-                           the instrument's swap differential (``configs/instruments.yaml``; a constant there,
-                           so it only tells instruments apart)
+17  carry                  (swap_long - swap_short) / 2, in pips per night, / the spread in pips / ``carry_scale``:
+                           the instrument's swap differential in nights of carry per spread paid
+                           (``configs/instruments.yaml``). A constant per instrument: it tells instruments
+                           apart, never the price level (version 1 divided by the close, which made it one)
 18  vix_change ...         ``features.matrices.macro_changes``: VIX over 7 days, fed funds and 10y-2y over 28
 ==  =====================  =================================================================================
 
@@ -43,7 +44,7 @@ import numpy as np
 import pandas as pd
 
 from features.engine import FeatureSpec, _rolling, _safe_div, finish
-from features.matrices import MACRO_CHANGE_COLUMNS, macro_changes
+from features.matrices import DEFAULT_MATRIX_SPEC, MACRO_CHANGE_COLUMNS, macro_changes
 from feeds.calendar import ROLLOVER_HOUR, trading_days
 from feeds.macro import MacroTable
 
@@ -68,9 +69,9 @@ class MarketSpec:
     sessions: tuple[tuple[int, int], tuple[int, int], tuple[int, int]] = ((9, 18), (8, 17), (8, 17))
     """local (start hour, end hour) of Tokyo, London and New York"""
     rollover_minutes: int = 30
-    carry_scale: float = 5.0
+    carry_scale: float = 1.0
     clip: float = FeatureSpec().clip
-    version: int = 1
+    version: int = 2  # 2: carry per spread (1: an annual % of the close, a price-level input within an instrument)
 
     def __post_init__(self) -> None:
         if any(k < 1 for k in (*self.return_bars, *self.vol_windows)):
@@ -84,8 +85,13 @@ class MarketSpec:
         return max(max(self.return_bars), max(self.vol_windows))
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON's form (lists, not tuples), so a manifest read back compares equal."""
-        return json.loads(json.dumps(asdict(self) | {"names": list(MARKET_NAMES), "warmup_bars": self.warmup_bars}))
+        """JSON's form (lists, not tuples), so a manifest read back compares equal; with the macro changes'
+        windows and scales (``features.matrices.MatrixSpec``), which the block reuses."""
+        m = DEFAULT_MATRIX_SPEC
+        macro = {k: getattr(m, k) for k in ("vix_change_days", "vix_change_scale", "rates_change_days",
+                                            "rates_change_scale")}
+        return json.loads(json.dumps(asdict(self) | {"names": list(MARKET_NAMES), "warmup_bars": self.warmup_bars,
+                                                      "macro_changes": macro}))
 
 
 DEFAULT_MARKET_SPEC = MarketSpec()
@@ -102,8 +108,11 @@ def trading_week(time_ns: int) -> int:
 
 
 def swap_differential(inst) -> float:
-    """An instrument's carry in price units per night: half the long swap minus the short swap (pips x pip size)."""
-    return 0.5 * (float(inst.swap_long_pips) - float(inst.swap_short_pips)) * float(inst.pip_size)
+    """An instrument's carry in spreads per night: half the long swap minus the short swap, over the spread (both in
+    pips): how many nights of holding a long rather than a short pay one spread."""
+    if not inst.spread_pips > 0:
+        raise ValueError(f"{inst.symbol}: the carry per spread needs a positive spread")
+    return 0.5 * (float(inst.swap_long_pips) - float(inst.swap_short_pips)) / float(inst.spread_pips)
 
 
 def _previous_period(period: np.ndarray, high: np.ndarray, low: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -126,7 +135,7 @@ def raw_market_arrays(times_ns: np.ndarray, high: np.ndarray, low: np.ndarray, c
                       days: np.ndarray | None = None) -> np.ndarray:
     """Float64 (n, ``N_MARKET``) block of M1 bars (open times in UTC ns); NaN where undefined.
 
-    :param carry: the instrument's swap differential in price units per night (``swap_differential``)
+    :param carry: the instrument's swap differential in spreads per night (``swap_differential``)
     :param rows: compute only the last ``rows`` rows (the others are NaN), as the incremental driver asks; the
         volatilities then come from the engine's window-exact statistic instead of pandas' online one (the same
         population std of the same returns, within 1e-12: ``tests/test_market_features.py``)
@@ -189,7 +198,7 @@ def raw_market_arrays(times_ns: np.ndarray, high: np.ndarray, low: np.ndarray, c
         col[ok] = np.log(va[ok] / vb[ok])
         o[:, _IDX[name]] = col
 
-    o[:, _IDX["carry"]] = 100.0 * 365.0 * carry / close[tail] / spec.carry_scale
+    o[:, _IDX["carry"]] = carry / spec.carry_scale
     table = macro if macro is None or isinstance(macro, MacroTable) else MacroTable.from_frame(macro)
     o[:, _IDX["vix_change"]:] = macro_changes(t[tail], table, clip=spec.clip)
     return out

@@ -112,9 +112,11 @@ def test_clock_sessions_rollover_and_carry_by_hand() -> None:
     assert col["new_york"][2:6] == [1.0, 1.0, 0.0, 0.0] and col["asia"][6:] == [1.0, 0.0]
     # the rollover is 21:00 UTC in July: closes at 20:29 (31 min before) and 21:31 are outside, 20:30 and 21:30 in
     assert col["rollover"][2:6] == [0.0, 1.0, 1.0, 0.0]
-    # EURUSD swaps: long -0.75, short +0.25 pips a night: (-0.75 - 0.25) / 2 pips = -0.5e-4 a night, an annual
-    # -1.659 % of 1.1, scaled by 5
-    assert col["carry"][0] == pytest.approx(-0.5e-4 * 365 * 100 / 1.1 / 5)
+    # EURUSD swaps: long -0.75, short +0.25 pips a night: (-0.75 - 0.25) / 2 = -0.5 pips a night, over its 0.3-pip
+    # spread; the same at every price
+    assert col["carry"] == [pytest.approx(-0.5 / 0.3)] * len(opens)
+    jpy = raw_market_arrays(_ns(opens), 150 + c, 150 + c, 150 + c, None, swap_differential(get_instrument("USDJPY")))
+    assert jpy[0, K["carry"]] == pytest.approx(0.5 * (0.35 + 0.95) / 0.4)  # long USDJPY earns
 
 
 def test_bad_bars_are_refused() -> None:
