@@ -73,7 +73,7 @@ def build_context(m1: pd.DataFrame, macro: pd.DataFrame | None, h4_offset_minute
                   market=None) -> MarketContext:
     """:param trade_from: bars before this time are history (features, statistics), never decided on
     :param market: the traded ``brokers.instruments.Instrument``: compute the market block for it (its carry);
-        the first decision then waits until the block is defined (a previous week in the data)"""
+        the first decision then waits until the block is defined (a complete previous FX week: the data's third)"""
     n = len(m1)
     h4 = htf_bars(m1, H4_MINUTES, h4_offset_minutes)
     pos = completed_index(n, h4)
