@@ -38,6 +38,7 @@ from features.market import (
     swap_differential,
     trading_day_numbers,
     trading_week,
+    week_numbers,
 )
 from feeds.loaders import to_utc
 from feeds.macro import MacroTable
@@ -228,7 +229,7 @@ class IncrementalContext:
             self._day[rows] = trading_day_numbers(times_ns)
             m = slice(max(0, b0 - MARKET_WINDOW + 1), b0 + k)
             days = self._day[m]
-            week = (days + 3) // 7
+            week = week_numbers(days)
             # the first new row's week must be at least the window's third: else its previous week may be cut off
             if m.start > 0 and np.count_nonzero(np.diff(week[:len(week) - k + 1])) < 2:
                 raise RuntimeError(f"the market block's window of {MARKET_WINDOW} M1 bars does not hold the previous "

@@ -102,9 +102,14 @@ MARKET_WINDOW = 15_000
 FX week hold at most 2 x 7,200 bars, and the longest volatility window is 7,200"""
 
 
+def week_numbers(days: np.ndarray) -> np.ndarray:
+    """FX weeks (Monday first) of trading days given as days since the epoch (1970-01-01 was a Thursday)."""
+    return (np.asarray(days, dtype=np.int64) + 3) // 7
+
+
 def trading_week(time_ns: int) -> int:
-    """The FX week (Monday first) of one bar open time, as ``raw_market_arrays`` labels it."""
-    return int((trading_day_numbers(np.array([time_ns]))[0] + 3) // 7)
+    """The FX week of one bar open time, as ``raw_market_arrays`` labels it."""
+    return int(week_numbers(trading_day_numbers(np.array([time_ns])))[0])
 
 
 def swap_differential(inst) -> float:
@@ -168,7 +173,7 @@ def raw_market_arrays(times_ns: np.ndarray, high: np.ndarray, low: np.ndarray, c
     o[:, _IDX["rollover"]] = np.minimum(to_roll, 1440 - to_roll) <= spec.rollover_minutes
 
     day = trading_day_numbers(t) if days is None else np.asarray(days, dtype=np.int64)
-    week = (day + 3) // 7  # weeks of trading days, Monday first
+    week = week_numbers(day)
     for label, (hi_name, lo_name) in ((day, ("prev_day_high", "prev_day_low")),
                                       (week, ("prev_week_high", "prev_week_low"))):
         ph, pl = (a[tail] for a in _previous_period(label, high, low))
